@@ -1,0 +1,30 @@
+"""Shared fixtures. Real reference files live in ../shared/data and are never copied here."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(
+    os.environ.get("GAMMALEARN_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
+
+if (SHARED_DATA / "camgeom").is_dir():
+    # lets CameraGeometry.from_name work offline
+    os.environ.setdefault("CTAPIPE_SVC_PATH", str(SHARED_DATA / "camgeom"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Path to ../shared/data; skips the test where the real files are absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real reference data not found at {SHARED_DATA} (set GAMMALEARN_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def lst1_subarray():
+    """The real LST-1 subarray (LSTCam geometry and optics) from ctapipe_io_lst, offline."""
+    from ctapipe_io_lst import LSTEventSource
+
+    return LSTEventSource.create_subarray(tel_id=1)
