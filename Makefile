@@ -18,3 +18,14 @@ $(BIN)/.installed: pyproject.toml
 
 test: env
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+# the quickstart (scripts/demo.sh): outputs under demo/; a smoke version with
+# `make demo DEMO_EVENTS=300 DEMO_EPOCHS=1`
+DEMO_EVENTS ?=
+DEMO_EPOCHS ?=
+
+demo: env
+	BIN=$(BIN) DEMO_EVENTS=$(DEMO_EVENTS) DEMO_EPOCHS=$(DEMO_EPOCHS) bash scripts/demo.sh
+
+clean-demo:
+	rm -rf demo

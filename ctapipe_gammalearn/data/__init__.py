@@ -1,0 +1,25 @@
+"""DL1 files -> memory-mapped training cache: labels, cuts, split, augmentation, batches."""
+
+from .augment import Augmentation
+from .cache import EventCache, build_cache
+from .cuts import DEFAULT_QUALITY_CRITERIA, TrainingQualityQuery
+from .inputs import DL1InputError, InputFile, check_inputs
+from .labels import compute_labels
+from .split import balance_classes, class_weights, split_groups
+from .stream import BatchStream
+
+__all__ = [
+    "Augmentation",
+    "BatchStream",
+    "DEFAULT_QUALITY_CRITERIA",
+    "DL1InputError",
+    "EventCache",
+    "InputFile",
+    "TrainingQualityQuery",
+    "balance_classes",
+    "build_cache",
+    "check_inputs",
+    "class_weights",
+    "compute_labels",
+    "split_groups",
+]

@@ -1,0 +1,7 @@
+"""Labelled air-shower simulation: shower physics, Cherenkov light, detector response, EventSource."""
+
+from .detector import DetectorResponse
+from .shower_model import AirShowerModel
+from .source import AirShowerSimEventSource
+
+__all__ = ["AirShowerSimEventSource", "AirShowerModel", "DetectorResponse"]

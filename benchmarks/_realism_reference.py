@@ -1,0 +1,74 @@
+"""Real reference numbers for the simulation realism benchmark (read from ../shared/data)."""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import tables
+from astropy.table import Table
+
+__all__ = ["SHARED_DATA", "prod5_lst_images", "lst1_performance", "LST1_AUC", "LST_FOCAL_LENGTH"]
+
+SHARED_DATA = Path(os.environ.get("GAMMALEARN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+#: prod5 LST Hillas lengths are in metres in the camera frame
+LST_FOCAL_LENGTH = 28.0
+#: LST-1 gamma/hadron AUC per intensity bin (MC gammas vs real OFF data), lst1_performance/README.md
+LST1_AUC = {(80, 200): 0.75, (200, 800): 0.87, (800, 3200): 0.98}
+
+
+def _impact(core_x, core_y, tel_x, tel_y, tel_z, alt, az):
+    """Distance of the telescope from the shower axis, m."""
+    axis = np.stack([np.cos(alt) * np.cos(az), -np.cos(alt) * np.sin(az), np.sin(alt)], axis=1)
+    rel = np.stack([tel_x - core_x, tel_y - core_y, np.full_like(core_x, tel_z)], axis=1)
+    return np.linalg.norm(np.cross(rel, axis), axis=1)
+
+
+def prod5_lst_images(particle):
+    """LST images of the prod5 La Palma sample (zenith 20 deg), lengths converted to deg."""
+    name = {"gamma": "aict_cta_gammas_diffuse", "proton": "aict_cta_protons"}[particle]
+    path = SHARED_DATA / "dl1_params_only" / f"{name}.dl1.h5"
+    rows = []
+    with tables.open_file(path) as h5:
+        layout = h5.root.configuration.instrument.subarray.layout[:]
+        shower = h5.root.simulation.event.subarray.shower[:]
+        key = {(o, e): i for i, (o, e) in enumerate(zip(shower["obs_id"], shower["event_id"]))}
+        for tel in layout[layout["type"] == b"LST"]:
+            params = getattr(h5.root.simulation.event.telescope.parameters, f"tel_{tel['tel_id']:03d}")[:]
+            idx = np.array([key[(o, e)] for o, e in zip(params["obs_id"], params["event_id"])])
+            s = shower[idx]
+            t = Table()
+            t["hillas_intensity"] = params["hillas_intensity"]
+            to_deg = np.rad2deg(1.0 / LST_FOCAL_LENGTH)
+            for col in ("width", "length", "r"):
+                t[f"hillas_{col}"] = params[f"hillas_{col}"] * to_deg
+            for col in ("skewness", "kurtosis"):
+                t[f"hillas_{col}"] = params[f"hillas_{col}"]
+            for col in ("concentration_cog", "concentration_core", "concentration_pixel",
+                        "leakage_intensity_width_1", "leakage_intensity_width_2", "intensity_max", "intensity_std"):
+                t[col] = params[col]
+            t["morphology_n_pixels"] = params["morphology_num_pixels"]
+            t["morphology_n_islands"] = params["morphology_num_islands"]
+            t["true_energy"] = s["true_energy"]
+            t["true_impact_distance"] = _impact(
+                s["true_core_x"], s["true_core_y"], tel["pos_x"], tel["pos_y"], 0.0, s["true_alt"], s["true_az"]
+            )
+            rows.append(t)
+    from astropy.table import vstack
+
+    return vstack(rows)
+
+
+def lst1_performance(zenith="10.00", gh_efficiency="0.9"):
+    """Real LST-1 angular (68%, deg) and energy resolution per true-energy bin (source-independent)."""
+    text = (SHARED_DATA / "lst1_performance" / "lst1_irf_tables.txt").read_text().splitlines()
+    header = f"===== irfs/irfs_zen_{zenith}_gh-eff_{gh_efficiency}.fits.gz"
+    start = text.index(header) + 2
+    rows = []
+    for line in text[start:]:
+        if line.startswith("====="):
+            break
+        match = re.match(r"\s*([\d.]+)-\s*([\d.]+|inf)\s+\S+\s+(\S+)\s+\S+\s+(\S+)", line)
+        if match:
+            rows.append(tuple(float(v) for v in match.groups()))
+    return Table(rows=rows, names=["energy_min", "energy_max", "angular_resolution", "energy_resolution"])

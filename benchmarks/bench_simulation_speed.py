@@ -1,0 +1,72 @@
+"""Speed of ctapipe-gammalearn-simulate for LST-1: triggered events per second.
+
+Measured side by side in one run (medians of --repeat runs):
+  generate  AirShowerSimEventSource alone (physics, detector, trigger)
+  ctapipe   ImageProcessor + ShowerProcessor + DataWriter on the same events (the floor)
+  total     both, i.e. what the tool does end to end
+
+    python benchmarks/bench_simulation_speed.py [--n-events 300] [--repeat 3]
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from ctapipe.image import ImageProcessor
+from ctapipe.io import DataWriter
+from ctapipe.reco import ShowerProcessor
+
+from ctapipe_gammalearn.simulation import AirShowerSimEventSource
+
+SETTINGS = {
+    "gamma": dict(particle="gamma", wobble=0.4, energy_min=0.02, energy_max=20.0, core_max=500.0, zenith=20.0),
+    "proton": dict(particle="proton", viewcone_max=3.0, energy_min=0.05, energy_max=50.0, core_max=800.0, zenith=20.0),
+}
+
+
+def measure(settings, n_events, seed, workdir, write_true_image=True):
+    source = AirShowerSimEventSource(n_events=n_events, seed=seed, write_true_image=write_true_image, **settings)
+    start = time.perf_counter()
+    events = list(source)
+    generate = time.perf_counter() - start
+
+    process_images = ImageProcessor(subarray=source.subarray)
+    process_shower = ShowerProcessor(subarray=source.subarray)
+    start = time.perf_counter()
+    with DataWriter(
+        source, output_path=Path(workdir) / f"bench_{seed}.h5", overwrite=True,
+        write_dl1_images=True, write_dl1_parameters=True, write_dl2=True,
+    ) as writer:
+        for event in events:
+            process_images(event)
+            process_shower(event)
+            writer(event)
+    ctapipe = time.perf_counter() - start
+    return dict(generate=generate, ctapipe=ctapipe, thrown=source.n_thrown)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-events", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"LST-1, {args.n_events} triggered events per run, median of {args.repeat} runs\n")
+    print("| sample | thrown/triggered | generate (ev/s) | ctapipe processing + writing (ev/s) | end to end (ev/s) |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, settings in SETTINGS.items():
+            for true_image in (True, False):
+                runs = [measure(settings, args.n_events, seed, workdir, true_image) for seed in range(args.repeat)]
+                gen = np.median([r["generate"] for r in runs])
+                ctp = np.median([r["ctapipe"] for r in runs])
+                tot = np.median([r["generate"] + r["ctapipe"] for r in runs])
+                thrown = np.median([r["thrown"] for r in runs]) / args.n_events
+                label = f"{name}{'' if true_image else ' (no true image)'}"
+                n = args.n_events
+                print(f"| {label} | {thrown:.1f} | {n / gen:.0f} | {n / ctp:.0f} | {n / tot:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Realism of ctapipe-gammalearn-simulate against real Monte Carlo and real LST-1 performance.
+
+Computes both sides of every comparison:
+  A. prod5 LST (zenith 20 deg, diffuse gammas and protons, intensity > 50): Hillas width and
+     length quantiles; 5-fold Hillas+RF gamma/proton AUC on the same features.
+  B. mono LST-1 Hillas+RF (point-like gammas at 10 deg zenith, 0.4 deg wobble; diffuse
+     protons): 68% angular and energy resolution per true-energy bin at gamma efficiency 0.9,
+     and AUC per intensity bin, against lst1_performance.
+  C. a gallery of simulated and sim_telarray LST images.
+Prints markdown tables; writes figures to docs/figures/simulation_*.png.
+
+    python benchmarks/simulation_realism.py [--cache DIR] [--n-gamma N] [--n-proton N]
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from ctapipe.reco.preprocessing import horizontal_to_telescope
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _realism_analysis import (  # noqa: E402
+    PROD5_FEATURES, auc_per_intensity, cross_validated_auc, mono_performance, quantiles,
+)
+from _realism_images import plot_gallery  # noqa: E402
+from _realism_reference import LST1_AUC, SHARED_DATA, lst1_performance, prod5_lst_images  # noqa: E402
+from _realism_simulate import simulated_images  # noqa: E402
+
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+
+
+def _with_true_fov(table):
+    lon, lat = horizontal_to_telescope(
+        u.Quantity(table["true_alt"], u.deg), u.Quantity(table["true_az"], u.deg),
+        u.Quantity(table["telescope_pointing_altitude"], u.deg), u.Quantity(table["telescope_pointing_azimuth"], u.deg),
+    )
+    table["true_fov_lon"], table["true_fov_lat"] = lon.to_value(u.deg), lat.to_value(u.deg)
+    table["hillas_psi"] = u.Quantity(table["hillas_psi"], u.deg).to_value(u.deg)
+    return table
+
+
+def _selected(table, min_intensity=50):
+    intensity = np.asarray(table["hillas_intensity"], dtype=float)
+    return table[np.isfinite(intensity) & (intensity > min_intensity)]
+
+
+def part_a(args):
+    sims = {
+        "gamma": simulated_images(args.cache, "prod5like_gamma", "gamma", args.n_gamma, 101, [
+            "--zenith=20", "--viewcone-max=3", "--core-max=800", "--energy-min=0.02", "--energy-max=50",
+        ], overwrite=args.resimulate),
+        "proton": simulated_images(args.cache, "prod5like_proton", "proton", args.n_proton, 102, [
+            "--zenith=20", "--viewcone-max=4", "--core-max=1000", "--energy-min=0.05", "--energy-max=100",
+        ], overwrite=args.resimulate),
+    }
+    real = {p: prod5_lst_images(p) for p in ("gamma", "proton")}
+    rows = []
+    for particle in ("gamma", "proton"):
+        for col in ("hillas_width", "hillas_length"):
+            q_sim = quantiles(_selected(sims[particle])[col])
+            q_ref = quantiles(_selected(real[particle])[col])
+            rows.append((particle, col, q_ref, q_sim, q_sim / q_ref - 1))
+    auc_sim = cross_validated_auc(_selected(sims["gamma"]), _selected(sims["proton"]), PROD5_FEATURES)
+    auc_ref = cross_validated_auc(_selected(real["gamma"]), _selected(real["proton"]), PROD5_FEATURES)
+    print("\n### A. prod5 LST vs simulation (zenith 20 deg, intensity > 50)\n")
+    print("| particle | quantity | prod5 q16 / q50 / q84 (deg) | simulated | relative difference |")
+    print("|---|---|---|---|---|")
+    for particle, col, ref, sim, diff in rows:
+        fmt = lambda a, f="{:.3f}": " / ".join(f.format(v) for v in a)  # noqa: E731
+        print(f"| {particle} | {col} | {fmt(ref)} | {fmt(sim)} | {fmt(diff * 100, '{:+.0f}%')} |")
+    print(f"\nHillas+RF gamma/proton AUC (5-fold, same features): prod5 {auc_ref:.3f}, simulated {auc_sim:.3f}"
+          f" (difference {auc_sim - auc_ref:+.3f})")
+    _plot_distributions(sims, real)
+    return dict(quantiles=[(p, c, list(r), list(s)) for p, c, r, s, _ in rows], auc_prod5=auc_ref, auc_sim=auc_sim)
+
+
+def part_b(args):
+    gammas = _with_true_fov(simulated_images(args.cache, "lst1_point_gamma", "gamma", args.n_gamma, 201, [
+        "--zenith=10", "--wobble=0.4", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
+        "--spectral-index=-1.5",
+    ], overwrite=args.resimulate, pointing=True))
+    protons = simulated_images(args.cache, "lst1_diffuse_proton", "proton", args.n_proton, 202, [
+        "--zenith=10", "--viewcone-max=3", "--core-max=1000", "--energy-min=0.05", "--energy-max=50",
+    ], overwrite=args.resimulate)
+    gammas, protons = _selected(gammas), _selected(protons)
+    ref = lst1_performance("10.00", "0.9")
+    in_range = (ref["energy_min"] >= 0.05) & (ref["energy_max"] <= 12.7)
+    ref = ref[in_range]
+    bins = np.append(np.asarray(ref["energy_min"]), ref["energy_max"][-1])
+    ang, eres, counts = mono_performance(gammas, protons, bins)
+    print("\n### B. Mono LST-1 Hillas+RF: simulation vs real LST-1 (zenith 10 deg, gamma efficiency 0.9)\n")
+    print("| E_true (TeV) | gammas | ang. res. 68% sim / LST-1 (deg) | ratio | E res. sim / LST-1 | ratio |")
+    print("|---|---|---|---|---|---|")
+    for i, row in enumerate(ref):
+        print(f"| {row['energy_min']:.3g}–{row['energy_max']:.3g} | {counts[i]} | {ang[i]:.3f} / "
+              f"{row['angular_resolution']:.3f} | {ang[i] / row['angular_resolution']:.2f} | {eres[i]:.3f} / "
+              f"{row['energy_resolution']:.3f} | {eres[i] / row['energy_resolution']:.2f} |")
+    aucs = auc_per_intensity(gammas, protons, PROD5_FEATURES + ["timing_slope", "timing_deviation"], list(LST1_AUC))
+    print("\n| intensity (p.e.) | gammas / protons | AUC sim | AUC LST-1 | difference |")
+    print("|---|---|---|---|---|")
+    for key, (auc, n_g, n_p) in aucs.items():
+        print(f"| {key[0]}–{key[1]} | {n_g} / {n_p} | {auc:.3f} | {LST1_AUC[key]:.2f} | {auc - LST1_AUC[key]:+.3f} |")
+    _plot_performance(ref, ang, eres)
+    return dict(
+        energy_bins=bins.tolist(), angular_resolution=list(map(float, ang)), energy_resolution=list(map(float, eres)),
+        auc={f"{k[0]}-{k[1]}": v[0] for k, v in aucs.items()},
+    )
+
+
+def _plot_distributions(sims, real):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(9, 7), layout="constrained")
+    for row, particle in enumerate(("gamma", "proton")):
+        for col, name in enumerate(("hillas_width", "hillas_length")):
+            ax = axes[row, col]
+            bins = np.linspace(0, 0.5 if name == "hillas_width" else 1.2, 40)
+            for label, table in (("prod5 (sim_telarray)", real[particle]), ("this simulator", sims[particle])):
+                ax.hist(np.asarray(_selected(table)[name]), bins=bins, density=True, histtype="step", label=label)
+            ax.set_xlabel(f"{name} / deg")
+            ax.set_title(f"{particle}, intensity > 50")
+    axes[0, 0].legend()
+    fig.savefig(FIGURES / "simulation_hillas_vs_prod5.png", dpi=90)
+
+
+def _plot_performance(ref, ang, eres):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centers = np.sqrt(ref["energy_min"] * ref["energy_max"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    axes[0].plot(centers, ref["angular_resolution"], "o-", label="real LST-1 (Crab paper MC)")
+    axes[0].plot(centers, ang, "s-", label="this simulator, same method")
+    axes[0].set_ylabel("68% angular resolution / deg")
+    axes[1].plot(centers, ref["energy_resolution"], "o-")
+    axes[1].plot(centers, eres, "s-")
+    axes[1].set_ylabel("energy resolution")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("true energy / TeV")
+    axes[0].legend()
+    fig.savefig(FIGURES / "simulation_lst1_performance.png", dpi=90)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", default="/tmp/gammalearn_realism", help="where the simulated files go")
+    parser.add_argument("--n-gamma", type=int, default=2000)
+    parser.add_argument("--n-proton", type=int, default=1500)
+    parser.add_argument("--resimulate", action="store_true", help="ignore cached simulated files")
+    parser.add_argument("--part", choices=["a", "b", "both"], default="both")
+    args = parser.parse_args()
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results = {}
+    if args.part in ("a", "both"):
+        results["prod5"] = part_a(args)
+    if args.part in ("b", "both"):
+        results["lst1"] = part_b(args)
+    if args.part in ("a", "both"):
+        cache = Path(args.cache)
+        plot_gallery(
+            SHARED_DATA,
+            {p: cache / f"prod5like_{p}.dl1.h5" for p in ("gamma", "proton")},
+            FIGURES / "simulation_images.png",
+        )
+    (Path(args.cache) / "realism.json").write_text(json.dumps(results, indent=1, default=float))
+    print(f"\n(total {time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

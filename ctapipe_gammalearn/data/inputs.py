@@ -1,0 +1,111 @@
+"""Checks on the DL1 input files before anything is read or written."""
+
+from pathlib import Path
+
+import tables
+from ctapipe.core import ToolConfigurationError
+from ctapipe.instrument import SubarrayDescription
+
+from ..lattice import geometry_fingerprint
+
+__all__ = ["DL1InputError", "InputFile", "read_subarray", "resolve_telescope_type", "check_inputs"]
+
+IMAGES_GROUP = "/dl1/event/telescope/images"
+
+
+class DL1InputError(ToolConfigurationError):
+    """A DL1 input that cannot be trained on; the message names file and problem."""
+
+
+class InputFile:
+    """One DL1 file and the particle class (index in `modelcard.CLASS_NAMES`) of its events."""
+
+    def __init__(self, path, particle_class: int):
+        self.path = Path(path).expanduser().resolve()
+        self.particle_class = int(particle_class)
+
+    def key(self) -> str:
+        """Identity for the cache: path, size and modification time."""
+        stat = self.path.stat()
+        return f"{self.path}|{stat.st_size}|{stat.st_mtime_ns}|{self.particle_class}"
+
+    def __repr__(self):
+        return f"InputFile({str(self.path)!r}, {self.particle_class})"
+
+
+def read_subarray(path) -> SubarrayDescription:
+    # older sim_telarray productions lack the effective focal length
+    return SubarrayDescription.from_hdf(path, focal_length_choice="EQUIVALENT")
+
+
+def _check_readable(path: Path):
+    if not path.is_file():
+        raise DL1InputError(f"{path}: no such file")
+    try:
+        with tables.open_file(path, "r") as h5:
+            if IMAGES_GROUP not in h5:
+                raise DL1InputError(
+                    f"{path}: no DL1 images ({IMAGES_GROUP} missing); "
+                    "run ctapipe-process with --write-images"
+                )
+            if "/simulation/event/subarray/shower" not in h5:
+                raise DL1InputError(f"{path}: no simulated shower table, cannot make labels")
+    except (tables.HDF5ExtError, OSError) as err:
+        raise DL1InputError(f"{path}: not a readable HDF5 file ({err})") from None
+
+
+def resolve_telescope_type(subarrays: dict, requested: str | None) -> str:
+    """The telescope type to train on: the requested one, or the only one present.
+
+    ``subarrays`` maps path -> SubarrayDescription.
+    """
+    common = None
+    for subarray in subarrays.values():
+        types = {str(t) for t in subarray.telescope_types}
+        common = types if common is None else common & types
+    everywhere = sorted(common or [])
+    if requested:
+        for path, subarray in subarrays.items():
+            if requested not in {str(t) for t in subarray.telescope_types}:
+                present = sorted(str(t) for t in subarray.telescope_types)
+                raise DL1InputError(
+                    f"{path}: telescope type {requested!r} not present (has {', '.join(present)})"
+                )
+        return requested
+    if len(everywhere) == 1:
+        return everywhere[0]
+    if not everywhere:
+        raise DL1InputError("the input files share no telescope type")
+    raise DL1InputError(
+        f"several telescope types in the inputs, choose one with --telescope-type: {', '.join(everywhere)}"
+    )
+
+
+def check_inputs(inputs, telescope_type=None):
+    """Validate the inputs; return ``(telescope_type, geometry, fingerprint)``.
+
+    Every file must have images and simulated truth, and every telescope of
+    the chosen type, in every file, must have the same camera geometry.
+    """
+    if not inputs:
+        raise DL1InputError("no input files given")
+    subarrays = {}
+    for item in inputs:
+        _check_readable(item.path)
+        subarrays[item.path] = read_subarray(item.path)
+    telescope_type = resolve_telescope_type(subarrays, telescope_type)
+
+    reference = None
+    for path, subarray in subarrays.items():
+        for tel_id in subarray.get_tel_ids_for_type(telescope_type):
+            geometry = subarray.tel[tel_id].camera.geometry
+            fingerprint = geometry_fingerprint(geometry)
+            if reference is None:
+                reference = (geometry, fingerprint, path, tel_id)
+            elif fingerprint != reference[1]:
+                raise DL1InputError(
+                    f"{path}: telescope {tel_id} of type {telescope_type} has camera geometry "
+                    f"{geometry.name} ({fingerprint}) different from {reference[0].name} "
+                    f"({reference[1]}) in {reference[2]}; one network needs one camera layout"
+                )
+    return telescope_type, reference[0], reference[1]

@@ -1,0 +1,63 @@
+"""One figure per metric: every reconstructor overlaid, and its ratio to the reference below."""
+
+import astropy.units as u
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on batch machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .report import METRICS  # noqa: E402
+
+__all__ = ["plot_metric", "plot_roc"]
+
+
+def plot_metric(per_prefix, metric, reference, path, title=""):
+    """``per_prefix``: {prefix: per-bin table}; writes ``path`` (PNG)."""
+    kind, label, _ = METRICS[metric]
+    fig, (top, bottom) = plt.subplots(
+        2, 1, sharex=True, figsize=(6.4, 5.6), gridspec_kw={"height_ratios": [3, 1.3]}, layout="constrained"
+    )
+    ref_values = np.asarray(per_prefix[reference][metric], dtype=float) if reference in per_prefix else None
+    for prefix, table in per_prefix.items():
+        low = table["true_energy_low"].to_value(u.TeV)
+        high = table["true_energy_high"].to_value(u.TeV)
+        center = table["true_energy_center"].to_value(u.TeV)
+        values = np.asarray(table[metric], dtype=float)
+        style = dict(ls="none", marker="o" if prefix == reference else "s", ms=4)
+        top.errorbar(center, values, xerr=(center - low, high - center), label=prefix, **style)
+        if ref_values is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                # bias can be ~0: compare differences there, ratios elsewhere
+                other = values - ref_values if metric == "energy_bias" else values / ref_values
+            bottom.errorbar(center, other, xerr=(center - low, high - center), **style)
+    top.set_xscale("log")
+    top.set_ylabel(label)
+    top.set_title(title)
+    top.grid(alpha=0.3)
+    top.legend(fontsize="small")
+    bottom.axhline(0 if metric == "energy_bias" else 1, color="gray", lw=1)
+    bottom.set_ylabel(f"{'minus' if metric == 'energy_bias' else 'ratio to'}\n{reference}", fontsize="small")
+    bottom.set_xlabel("true energy [TeV]")
+    bottom.grid(alpha=0.3)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_roc(level_metrics, kind, path, title=""):
+    """Overall ROC curves of every classifier in ``level_metrics`` ({prefix: {kind: entry}})."""
+    fig, ax = plt.subplots(figsize=(5.6, 5.2), layout="constrained")
+    for prefix, kinds in level_metrics.items():
+        entry = kinds.get(kind)
+        if entry is None or not entry["roc"]["fpr"]:
+            continue
+        auc = entry["overall"]["auc"]
+        ax.plot(entry["roc"]["fpr"], entry["roc"]["tpr"], label=f"{prefix} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="gray", lw=1, ls=":")
+    ax.set_xlabel("proton efficiency")
+    ax.set_ylabel("gamma efficiency")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,218 @@
+"""γ-PhysNet: multitask residual CNN with dual attention on a camera lattice.
+
+``forward(image, peak_time)`` takes raw DL1 (p.e., ns; NaN allowed) and returns
+the tuple of ``modelcard.OUTPUT_NAMES`` in physical units. The regression
+heads predict normalised quantities, rescaled inside::
+
+    physical = target_offset[name] + target_scale[name] * normalised
+    logvar_physical = logvar_normalised + 2 * ln(target_scale[name])
+
+so a training loss can work on ``(physical - offset) / scale`` (see
+`GammaPhysNet.normalise`).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..modelcard import CLASS_NAMES
+from .layers import DualAttention, LatticeBatchNorm, LatticeConv, _pixel_sum, lattice_pool, to_grid
+
+__all__ = ["GammaPhysNet", "PRESETS", "TARGET_SCALE", "TARGET_OFFSET", "ResidualBlock"]
+
+#: timm-like presets; any key can be overridden in the constructor
+PRESETS = {
+    # for tests, the quickstart and CPU training
+    "small": dict(channels=(8, 16, 32), blocks=(1, 1, 1), pool_steps=2, head_hidden=32, attention_reduction=4),
+    # GammaLearn-sized: 16/32/64 channels, three stages of three blocks
+    "paper": dict(channels=(16, 32, 64), blocks=(3, 3, 3), pool_steps=2, head_hidden=64, attention_reduction=4),
+}
+
+#: physical = offset + scale * normalised (units of the outputs: log10(E/TeV), deg, m)
+TARGET_SCALE = {"log10_energy": 1.0, "fov_offset": 1.0, "impact": 100.0}
+TARGET_OFFSET = {"log10_energy": 0.0, "fov_offset": 0.0, "impact": 0.0}
+
+#: peak times relative to the charge-weighted mean time, in units of this (ns)
+TIME_SCALE_NS = 10.0
+TIME_CLIP = 5.0
+N_INPUT_CHANNELS = 3  # scaled charge, relative time, pixel validity
+
+
+class ResidualBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN, dual attention, shortcut, ReLU."""
+
+    def __init__(self, in_channels, out_channels, lattice, impl="auto", attention_reduction=4):
+        super().__init__()
+        self.conv1 = LatticeConv(in_channels, out_channels, lattice, impl=impl, bias=False)
+        self.bn1 = LatticeBatchNorm(out_channels, lattice)
+        self.conv2 = LatticeConv(out_channels, out_channels, lattice, impl=impl, bias=False)
+        self.bn2 = LatticeBatchNorm(out_channels, lattice)
+        self.attention = DualAttention(out_channels, lattice, attention_reduction, impl=impl)
+        if in_channels != out_channels:
+            # pointwise: exact in both layouts and keeps empty cells at zero
+            self.shortcut = nn.Sequential(
+                _Pointwise(in_channels, out_channels),
+                LatticeBatchNorm(out_channels, lattice),
+            )
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.attention(self.bn2(self.conv2(out)))
+        return F.relu(out + self.shortcut(x))
+
+
+class _Pointwise(nn.Module):
+    """1x1 convolution without bias, for either layout."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def forward(self, x):
+        shape = x.shape
+        out = torch.matmul(self.weight, x.flatten(2))
+        if x.dim() == 4:
+            return out.reshape(-1, self.weight.shape[0], shape[2], shape[3])
+        return out
+
+
+def _head(in_features, hidden, out_features):
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features))
+
+
+class GammaPhysNet(nn.Module):
+    """γ-PhysNet for one camera.
+
+    Parameters
+    ----------
+    lattice : ctapipe_gammalearn.lattice.Lattice
+    preset : str
+        key of `PRESETS`
+    **overrides
+        ``channels`` (per stage), ``blocks`` (per stage), ``pool_steps``
+        (lattice halvings between stages), ``head_hidden``,
+        ``attention_reduction``, ``impl`` ("auto", "grid", "gather"; the same
+        numbers either way).
+
+    ``model.config`` rebuilds the model: ``GammaPhysNet(lattice, **model.config)``.
+    """
+
+    def __init__(self, lattice, preset="small", **overrides):
+        super().__init__()
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}, choose from {sorted(PRESETS)}")
+        unknown = set(overrides) - set(PRESETS[preset]) - {"impl"}
+        if unknown:
+            raise ValueError(f"unknown GammaPhysNet options: {sorted(unknown)}")
+        cfg = dict(PRESETS[preset], impl="auto")
+        cfg.update(overrides)
+        cfg["channels"] = [int(c) for c in cfg["channels"]]
+        cfg["blocks"] = [int(b) for b in cfg["blocks"]]
+        if len(cfg["channels"]) != len(cfg["blocks"]):
+            raise ValueError("channels and blocks need one entry per stage")
+        self.config = dict(preset=preset, **cfg)
+        impl = cfg["impl"]
+        self.n_pixels = int(lattice.n_pixels)
+        self.camera_name = lattice.camera_name
+        self.class_names = CLASS_NAMES
+        self.target_scale = dict(TARGET_SCALE)
+        self.target_offset = dict(TARGET_OFFSET)
+        self.time_scale_ns = TIME_SCALE_NS
+        self.time_clip = TIME_CLIP
+
+        self.stem = LatticeConv(N_INPUT_CHANNELS, cfg["channels"][0], lattice, impl=impl, bias=False)
+        self.stem_bn = LatticeBatchNorm(cfg["channels"][0], lattice)
+        # the grid layout is kept through the network where the stem uses it
+        self.on_grid = self.stem.use_grid
+        self.grid_shape = self.stem.grid_shape
+        self.register_buffer("cell_pixel", self.stem.cell_pixel.clone(), persistent=False)
+
+        # each stage after the first starts with a lattice pooling
+        stages = []
+        in_ch = cfg["channels"][0]
+        current = lattice
+        for i, (ch, n_blocks) in enumerate(zip(cfg["channels"], cfg["blocks"])):
+            layers = []
+            if i > 0:
+                pool, current = lattice_pool(current, int(cfg["pool_steps"]), "max")
+                layers.append(pool)
+            for _ in range(n_blocks):
+                layers.append(ResidualBlock(in_ch, ch, current, impl, cfg["attention_reduction"]))
+                in_ch = ch
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        self.n_final_pixels = int(current.n_pixels)
+
+        hidden = int(cfg["head_hidden"])
+        self.classifier = _head(in_ch, hidden, len(CLASS_NAMES))
+        self.energy = _head(in_ch, hidden, 2)  # value, logvar
+        self.direction = _head(in_ch, hidden, 4)
+        self.impact = _head(in_ch, hidden, 4)
+
+        names = ("log10_energy", "fov_offset", "impact")
+        self.register_buffer("_scales", torch.tensor([TARGET_SCALE[k] for k in names]), persistent=False)
+        self.register_buffer("_offsets", torch.tensor([TARGET_OFFSET[k] for k in names]), persistent=False)
+
+    def normalise_inputs(self, image, peak_time):
+        """Raw DL1 -> (N, 3, P): sign·log1p charge, relative time, validity."""
+        valid = torch.isfinite(image) & torch.isfinite(peak_time)
+        zero = torch.zeros_like(image)
+        charge = torch.where(valid, image, zero)
+        time = torch.where(valid, peak_time, zero)
+        scaled = torch.sign(charge) * torch.log(1.0 + torch.abs(charge))
+        weight = torch.clamp(charge, min=0.0)
+        total = weight.sum(dim=1, keepdim=True)
+        # charge-weighted mean time; plain mean over valid pixels for empty images
+        n_valid = torch.clamp(valid.to(image.dtype).sum(dim=1, keepdim=True), min=1.0)
+        plain = time.sum(dim=1, keepdim=True) / n_valid
+        weighted = (weight * time).sum(dim=1, keepdim=True) / torch.clamp(total, min=1e-6)
+        t0 = torch.where(total > 0, weighted, plain)
+        rel = torch.clamp((time - t0) / self.time_scale_ns, -self.time_clip, self.time_clip)
+        rel = torch.where(valid, rel, zero)
+        return torch.stack([scaled, rel, valid.to(image.dtype)], dim=1)
+
+    def features(self, image, peak_time):
+        """Pooled feature vector (N, C_last)."""
+        x = self.normalise_inputs(image, peak_time)
+        if self.on_grid:
+            x = to_grid(x, self.cell_pixel, self.grid_shape)
+        x = F.relu(self.stem_bn(self.stem(x)))
+        for stage in self.stages:
+            x = stage(x)
+        return _pixel_sum(x) / self.n_final_pixels
+
+    def forward(self, image, peak_time):
+        f = self.features(image, peak_time)
+        s_e, s_d, s_i = self._scales[0], self._scales[1], self._scales[2]
+        o_e, o_d, o_i = self._offsets[0], self._offsets[1], self._offsets[2]
+        class_logits = self.classifier(f)
+        energy = self.energy(f)
+        direction = self.direction(f)
+        impact = self.impact(f)
+        log10_energy = o_e + s_e * energy[:, 0]
+        log10_energy_logvar = energy[:, 1] + 2.0 * torch.log(s_e)
+        fov_offset = o_d + s_d * direction[:, :2]
+        fov_offset_logvar = direction[:, 2:] + 2.0 * torch.log(s_d)
+        impact_xy = o_i + s_i * impact[:, :2]
+        impact_logvar = impact[:, 2:] + 2.0 * torch.log(s_i)
+        return (
+            class_logits,
+            log10_energy,
+            log10_energy_logvar,
+            fov_offset,
+            fov_offset_logvar,
+            impact_xy,
+            impact_logvar,
+        )
+
+    def normalise(self, name: str, value, logvar: bool = False):
+        """Physical output or target -> the normalised value the head predicts."""
+        scale, offset = self.target_scale[name], self.target_offset[name]
+        if logvar:
+            return value - 2.0 * math.log(scale)
+        return (value - offset) / scale

@@ -1,0 +1,169 @@
+"""Primary particles -> electromagnetic sub-showers (start point, direction, energy).
+
+A gamma or an electron is a single electromagnetic shower along the primary axis.
+A proton is a hadronic cascade: every interaction hands about a third of the
+interacting energy to neutral pions (electromagnetic sub-showers), the rest to
+charged hadrons that interact again further down, each secondary with a
+transverse-momentum kick. Positions are in the ground frame (x north, y west,
+z up, metres above the observation level).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .atmosphere import ExponentialAtmosphere
+from .longitudinal import RADIATION_LENGTH
+
+__all__ = ["SubShowers", "HadronicModel", "axis_direction", "em_primary", "hadronic_cascade"]
+
+#: mean free path of a photon before pair production, g/cm2
+PAIR_LENGTH = 9.0 / 7.0 * RADIATION_LENGTH
+
+
+@dataclass
+class SubShowers:
+    """Electromagnetic sub-showers; ``direction`` is the downward unit vector of propagation."""
+
+    start: np.ndarray  # (n, 3) m
+    direction: np.ndarray  # (n, 3)
+    energy: np.ndarray  # (n,) TeV
+    start_depth: np.ndarray  # (n,) slant g/cm2 travelled after ``start`` before the shower starts
+
+    def __len__(self):
+        return len(self.energy)
+
+
+@dataclass(frozen=True)
+class HadronicModel:
+    """Parameters of the simplified hadronic cascade."""
+
+    proton_interaction_length: float = 85.0  # g/cm2
+    pion_interaction_length: float = 120.0  # g/cm2
+    inelasticity_min: float = 0.3
+    inelasticity_max: float = 0.8
+    em_fraction_alpha: float = 2.0  # Beta(a, b) share of the interacting energy going to pi0
+    em_fraction_beta: float = 3.5
+    mean_pt: float = 0.35e-3  # TeV
+    min_energy: float = 5e-3  # TeV, hadrons below this stop (decay to muons and neutrinos)
+    max_generations: int = 14
+
+
+def axis_direction(alt, az):
+    """Downward unit propagation vector(s) of a shower arriving from (alt, az) in rad."""
+    alt = np.asarray(alt, dtype=float)
+    az = np.asarray(az, dtype=float)
+    up = np.stack([np.cos(alt) * np.cos(az), -np.cos(alt) * np.sin(az), np.sin(alt)], axis=-1)
+    return -up
+
+
+def _perpendicular_basis(direction):
+    """Two unit vectors orthogonal to each row of ``direction``."""
+    dx, dy, dz = direction[:, 0], direction[:, 1], direction[:, 2]
+    # e1 = direction x helper, helper = z (or x for near-vertical axes)
+    vertical = np.abs(dz) >= 0.9
+    e1 = np.where(vertical[:, None], np.stack([np.zeros_like(dx), dz, -dy], 1), np.stack([dy, -dx, np.zeros_like(dx)], 1))
+    e1 /= np.sqrt((e1**2).sum(axis=1))[:, None]
+    e2 = np.stack(
+        [dy * e1[:, 2] - dz * e1[:, 1], dz * e1[:, 0] - dx * e1[:, 2], dx * e1[:, 1] - dy * e1[:, 0]], 1
+    )
+    return e1, e2
+
+
+def _kick(direction, theta, rng):
+    """Rotate each direction by polar angle ``theta`` around a random azimuth."""
+    e1, e2 = _perpendicular_basis(direction)
+    phi = rng.uniform(0, 2 * np.pi, len(theta))
+    out = (
+        np.cos(theta)[:, None] * direction
+        + np.sin(theta)[:, None] * (np.cos(phi)[:, None] * e1 + np.sin(phi)[:, None] * e2)
+    )
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _advance(position, direction, slant_depth, atmosphere, obs_level):
+    """Move by ``slant_depth`` g/cm2 along ``direction``; returns (position, reached_ground)."""
+    cos_z = np.maximum(-direction[:, 2], 1e-3)
+    depth_here = atmosphere.vertical_depth(position[:, 2] + obs_level)
+    depth_there = depth_here + slant_depth * cos_z
+    ground = depth_there >= atmosphere.vertical_depth(obs_level)
+    height = atmosphere.height(np.minimum(depth_there, atmosphere.vertical_depth(obs_level)))
+    dz = position[:, 2] - (height - obs_level)
+    return position + direction * (dz / cos_z)[:, None], ground
+
+
+def _entry_point(core, direction, atmosphere, obs_level, top_height=100e3):
+    """Point of the axis at the top of the atmosphere."""
+    cos_z = -direction[2]
+    z = top_height - obs_level
+    return np.array([core[0], core[1], 0.0]) - direction * (z / cos_z)
+
+
+def em_primary(energy, core, direction, rng, atmosphere: ExponentialAtmosphere, obs_level, first_length):
+    """A single electromagnetic shower starting after an exponential first free path."""
+    start = _entry_point(core, direction, atmosphere, obs_level)
+    return SubShowers(
+        start=start[None, :],
+        direction=np.asarray(direction, dtype=float)[None, :],
+        energy=np.array([energy], dtype=float),
+        start_depth=np.array([rng.exponential(first_length)]),
+    )
+
+
+def hadronic_cascade(energy, core, direction, rng, atmosphere, obs_level, model=HadronicModel()):
+    """Electromagnetic sub-showers of a proton-initiated cascade."""
+    position = _entry_point(core, direction, atmosphere, obs_level)[None, :]
+    direction = np.asarray(direction, dtype=float)[None, :]
+    hadron_energy = np.array([energy], dtype=float)
+    length = model.proton_interaction_length
+    is_leading = np.array([True])
+
+    starts, dirs, energies = [], [], []
+    for _ in range(model.max_generations):
+        if len(hadron_energy) == 0:
+            break
+        lengths = np.where(is_leading, model.proton_interaction_length, model.pion_interaction_length)
+        position, ground = _advance(position, direction, rng.exponential(lengths), atmosphere, obs_level)
+        keep = ~ground
+        position, direction, hadron_energy = position[keep], direction[keep], hadron_energy[keep]
+        is_leading = is_leading[keep]
+        n = len(hadron_energy)
+        if n == 0:
+            break
+
+        inelasticity = rng.uniform(model.inelasticity_min, model.inelasticity_max, n)
+        interacting = inelasticity * hadron_energy
+        em = interacting * rng.beta(model.em_fraction_alpha, model.em_fraction_beta, n)
+        charged = interacting - em
+
+        # neutral pions: two photon sub-showers per interaction; charged pions: two
+        # bundles; plus the leading particle. All get their transverse-momentum kick at once.
+        share_em = rng.uniform(0.0, 1.0, n)
+        share_ch = rng.uniform(0.2, 0.8, n)
+        out_energy = np.concatenate(
+            [em * share_em, em * (1 - share_em), (1 - inelasticity) * hadron_energy, charged * share_ch, charged * (1 - share_ch)]
+        )
+        out_dir = np.tile(direction, (5, 1))
+        out_pos = np.tile(position, (5, 1))
+        theta = rng.gamma(2.0, model.mean_pt / 2.0, 5 * n) / np.maximum(out_energy, 1e-6)
+        out_dir = _kick(out_dir, np.minimum(theta, 0.5), rng)
+        starts.append(out_pos[: 2 * n])
+        dirs.append(out_dir[: 2 * n])
+        energies.append(out_energy[: 2 * n])
+
+        new_leading = np.concatenate([is_leading, np.zeros(2 * n, bool)])
+        new_energy = out_energy[2 * n :]
+        alive = new_energy > model.min_energy
+        position, direction, hadron_energy = out_pos[2 * n :][alive], out_dir[2 * n :][alive], new_energy[alive]
+        is_leading = new_leading[alive]
+
+    if not energies:
+        empty = np.zeros((0, 3))
+        return SubShowers(empty, empty, np.zeros(0), np.zeros(0))
+    energy_all = np.concatenate(energies)
+    return SubShowers(
+        start=np.concatenate(starts),
+        direction=np.concatenate(dirs),
+        energy=energy_all,
+        start_depth=rng.exponential(PAIR_LENGTH, len(energy_all)),
+    )

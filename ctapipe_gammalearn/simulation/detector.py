@@ -1,0 +1,121 @@
+"""Telescope and camera response: optics, photon detection, noise, timing, trigger."""
+
+import astropy.units as u
+import numpy as np
+from ctapipe.core import TelescopeComponent
+from ctapipe.core.traits import Float, FloatTelescopeParameter, IntTelescopeParameter
+
+from .pixel_lookup import PixelLookup
+
+__all__ = ["DetectorResponse", "CameraImage"]
+
+
+class CameraImage:
+    """Calibrated charge (p.e.) and peak time (ns) per pixel, plus the true p.e. counts."""
+
+    __slots__ = ("image", "peak_time", "true_image")
+
+    def __init__(self, image, peak_time, true_image):
+        self.image = image
+        self.peak_time = peak_time
+        self.true_image = true_image
+
+
+class DetectorResponse(TelescopeComponent):
+    """Photons on the mirror -> DL1-like charges and peak times, and the telescope trigger.
+
+    Defaults are LST-like (dark-sky night sky background, ~1 ns sampling).
+    """
+
+    photon_detection_efficiency = FloatTelescopeParameter(
+        default_value=0.07,
+        help="Mirror reflectivity x window x photon-detection efficiency x light-guide, 300-600 nm",
+    ).tag(config=True)
+    psf_sigma = FloatTelescopeParameter(
+        default_value=0.035, help="Gaussian sigma of the optical point spread function, deg"
+    ).tag(config=True)
+    nsb_pe = FloatTelescopeParameter(
+        default_value=1.8, help="Mean night-sky-background p.e. per pixel in the integration window"
+    ).tag(config=True)
+    electronic_noise_pe = FloatTelescopeParameter(
+        default_value=0.3, help="Electronic noise sigma per pixel, p.e."
+    ).tag(config=True)
+    excess_noise = FloatTelescopeParameter(
+        default_value=0.4, help="Relative sigma of the single-p.e. charge (PMT excess noise)"
+    ).tag(config=True)
+    time_jitter = FloatTelescopeParameter(
+        default_value=1.2, help="Single-p.e. arrival time spread (transit time, pulse shape), ns"
+    ).tag(config=True)
+    readout_window = FloatTelescopeParameter(default_value=40.0, help="Readout window length, ns").tag(
+        config=True
+    )
+    trigger_threshold = FloatTelescopeParameter(
+        default_value=6.0, help="Pixel threshold of the telescope trigger, p.e."
+    ).tag(config=True)
+    trigger_pixels = IntTelescopeParameter(
+        default_value=3, help="Trigger: number of neighbouring pixels above threshold (a pixel and N-1 neighbours)"
+    ).tag(config=True)
+    time_offset = Float(default_value=18.0, help="Peak time of the light front at the telescope, ns").tag(
+        config=True
+    )
+
+    def __init__(self, subarray, config=None, parent=None, **kwargs):
+        super().__init__(subarray=subarray, config=config, parent=parent, **kwargs)
+        self._lookups = {}
+        self._neighbours = {}
+
+    def lookup(self, tel_id) -> PixelLookup:
+        camera = self.subarray.tel[tel_id].camera
+        key = str(camera)
+        if key not in self._lookups:
+            self._lookups[key] = PixelLookup(camera.geometry)
+            self._neighbours[key] = camera.geometry.neighbor_matrix_sparse
+        return self._lookups[key]
+
+    def camera_fov_radius(self, tel_id):
+        """Radius of the camera in deg, to skip light that cannot land on it."""
+        return self.lookup(tel_id).radius
+
+    def n_photoelectrons(self, tel_id, photons, rng):
+        """Poisson draw of the p.e. count from the expected photons on the mirror."""
+        return rng.poisson(photons * self.photon_detection_efficiency.tel[tel_id])
+
+    def respond(self, tel_id, fov_lon, fov_lat, arrival_time, rng) -> CameraImage:
+        """Charges and peak times from individual p.e. directions (deg) and arrival times (ns)."""
+        lookup = self.lookup(tel_id)
+        n_pix = lookup.n_pixels
+        psf = self.psf_sigma.tel[tel_id]
+        n = len(fov_lon)
+        pixel = lookup(fov_lon + psf * rng.standard_normal(n), fov_lat + psf * rng.standard_normal(n))
+        hit = pixel >= 0
+        pixel = pixel[hit]
+        times = arrival_time[hit] + self.time_jitter.tel[tel_id] * rng.standard_normal(len(pixel))
+        true_image = np.bincount(pixel, minlength=n_pix).astype(np.int32)
+        time_sum = np.bincount(pixel, weights=times, minlength=n_pix)
+
+        nsb = self.nsb_pe.tel[tel_id]
+        n_pe = true_image.astype(np.float64)
+        signal = n_pe + self.excess_noise.tel[tel_id] * np.sqrt(n_pe) * rng.standard_normal(n_pix)
+        noise = rng.poisson(nsb, n_pix) - nsb + self.electronic_noise_pe.tel[tel_id] * rng.standard_normal(n_pix)
+        image = (signal + noise).astype(np.float32)
+
+        window = self.readout_window.tel[tel_id]
+        mean_time = np.divide(time_sum, n_pe, out=np.zeros(n_pix), where=n_pe > 0)
+        signal_dominated = rng.random(n_pix) < n_pe / (n_pe + 0.5 * nsb + 1e-9)
+        peak_time = np.where(signal_dominated, mean_time, rng.uniform(0.0, window, n_pix))
+        peak_time = np.clip(peak_time, 0.0, window).astype(np.float32)
+        return CameraImage(image=image, peak_time=peak_time, true_image=true_image)
+
+    def triggered(self, tel_id, image: CameraImage) -> bool:
+        """N neighbouring pixels above threshold (compact next-neighbour group)."""
+        self.lookup(tel_id)
+        neighbours = self._neighbours[str(self.subarray.tel[tel_id].camera)]
+        above = image.image > self.trigger_threshold.tel[tel_id]
+        if above.sum() < self.trigger_pixels.tel[tel_id]:
+            return False
+        n_neighbours_above = neighbours @ above.astype(np.int32)
+        return bool(np.any(above & (n_neighbours_above >= self.trigger_pixels.tel[tel_id] - 1)))
+
+
+def mirror_area(subarray, tel_id):
+    return subarray.tel[tel_id].optics.mirror_area.to_value(u.m**2)

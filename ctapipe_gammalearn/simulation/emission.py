@@ -1,0 +1,111 @@
+"""Cherenkov emission points along the sub-showers (photon bunches before the telescopes)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .atmosphere import ExponentialAtmosphere
+from .cascade import SubShowers, _perpendicular_basis
+from .longitudinal import CRITICAL_ENERGY, RADIATION_LENGTH, sample_greisen_depth, shower_age
+
+__all__ = ["EmissionPoints", "sample_emission_points"]
+
+
+@dataclass
+class EmissionPoints:
+    """Points on the sub-shower axes; each one stands for ``yield_`` Cherenkov photons."""
+
+    position: np.ndarray  # (m, 3) ground frame, m above observation level, one lateral draw
+    axis_position: np.ndarray  # (m, 3) the same point on the sub-shower axis
+    direction: np.ndarray  # (m, 3) downward axis of the emitting sub-shower
+    height: np.ndarray  # (m,) m a.s.l.
+    age: np.ndarray  # (m,)
+    yield_: np.ndarray  # (m,) photons (300-600 nm) emitted
+    e1: np.ndarray  # (m, 3) unit vectors perpendicular to ``direction``
+    e2: np.ndarray  # (m, 3)
+
+    def __len__(self):
+        return len(self.height)
+
+
+def _threshold_factor(atmosphere, height, age=1.0, scale=0.030):
+    """Share of shower electrons above the Cherenkov threshold.
+
+    The threshold rises with height; the electron spectrum softens with age (the typical
+    electron energy ``scale`` at the maximum falls as age^2), so old showers emit little.
+    """
+    threshold = 0.511e-3 / np.sqrt(2.0 * atmosphere.refractivity(height))  # GeV
+    return (1.0 + threshold * np.asarray(age) ** 2 / scale) ** -2
+
+
+def sample_emission_points(
+    subshowers: SubShowers,
+    n_points,
+    rng,
+    atmosphere: ExponentialAtmosphere,
+    obs_level,
+    photons_per_tev=2.0e8,
+    lateral_scale=0.1,
+):
+    """Draw ``n_points`` emission points, shared among the sub-showers in proportion to energy.
+
+    Each sub-shower emits along its Greisen profile; points that would lie below the
+    observation level are dropped (their light never forms).
+    """
+    energy = subshowers.energy
+    usable = energy > 2.0 * CRITICAL_ENERGY
+    total = energy[usable].sum()
+    if total <= 0 or n_points <= 0:
+        return _empty()
+    probability = np.where(usable, energy, 0.0) / total
+    counts = rng.multinomial(n_points, probability)
+    idx = np.repeat(np.arange(len(energy)), counts)
+
+    beta = np.log(energy[idx] / CRITICAL_ENERGY)
+    t = sample_greisen_depth(beta, rng)
+    direction = subshowers.direction[idx]
+    start = subshowers.start[idx]
+    cos_z = np.maximum(-direction[:, 2], 1e-3)
+    slant = subshowers.start_depth[idx] + t * RADIATION_LENGTH
+    vertical = atmosphere.vertical_depth(start[:, 2] + obs_level) + slant * cos_z
+    above_ground = vertical < atmosphere.vertical_depth(obs_level)
+    vertical, direction, start, cos_z, t, beta = (
+        a[above_ground] for a in (vertical, direction, start, cos_z, t, beta)
+    )
+    height = atmosphere.height(vertical)
+    position = start + direction * ((start[:, 2] + obs_level - height) / cos_z)[:, None]
+    age = shower_age(t, beta)
+    photons = photons_per_tev * total / n_points * _threshold_factor(atmosphere, height, age)
+    e1, e2 = _perpendicular_basis(direction)
+    points = EmissionPoints(
+        position=position,
+        axis_position=position,
+        direction=direction,
+        height=height,
+        age=age,
+        yield_=photons,
+        e1=e1,
+        e2=e2,
+    )
+    # the light-density weights see the emission spread around the axis too
+    points.position = position + lateral_offsets(points, np.arange(len(points)), rng, atmosphere, lateral_scale)
+    return points
+
+
+def lateral_offsets(points: EmissionPoints, index, rng, atmosphere, lateral_scale):
+    """Offsets (n, 3) of individual photons from their emission point, perpendicular to the axis.
+
+    Radial distances follow an exponential in units of the local Moliere radius, wider for
+    older shower stages, which gives the cusp-and-tail shape of the NKG distribution.
+    """
+    age = points.age[index]
+    scale = lateral_scale * atmosphere.moliere_radius(points.height[index]) * np.clip(age, 0.3, 2.0) ** 1.5
+    r = scale * rng.exponential(1.0, len(index))
+    phi = rng.uniform(0.0, 2 * np.pi, len(index))
+    return (r * np.cos(phi))[:, None] * points.e1[index] + (r * np.sin(phi))[:, None] * points.e2[index]
+
+
+def _empty():
+    z3 = np.zeros((0, 3))
+    z = np.zeros(0)
+    return EmissionPoints(z3, z3, z3, z, z, z, z3, z3)

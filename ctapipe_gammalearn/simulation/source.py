@@ -1,0 +1,384 @@
+"""`AirShowerSimEventSource`: a ctapipe EventSource that generates labelled air-shower events."""
+
+import astropy.units as u
+import numpy as np
+from astropy.time import Time
+from astropy.table import Table
+from ctapipe.atmosphere import TableAtmosphereDensityProfile
+from ctapipe.containers import (
+    ArrayEventContainer,
+    ArrayPointingContainer,
+    CoordinateFrameType,
+    DL1CameraContainer,
+    EventIndexContainer,
+    EventType,
+    ObservationBlockContainer,
+    ObservationBlockState,
+    ObservingMode,
+    PointingMode,
+    SchedulingBlockContainer,
+    SchedulingBlockType,
+    SimulatedCameraContainer,
+    SimulatedEventContainer,
+    SimulatedShowerContainer,
+    SimulatedShowerDistribution,
+    SimulationConfigContainer,
+    TelescopeImpactParameterContainer,
+    TelescopePointingContainer,
+    TelescopeTriggerContainer,
+    TriggerContainer,
+)
+from ctapipe.core.traits import Bool, CaselessStrEnum, Float, Int, Path
+from ctapipe.instrument import SubarrayDescription
+from ctapipe.io import DataLevel, EventSource
+
+from .detector import DetectorResponse
+from .muons import muon_ring_photons
+from .sampling import fov_to_altaz, sample_core, sample_direction_in_cone, sample_power_law
+from .shower_model import PRIMARY_IDS, AirShowerModel, quick_expected_photons
+from .subarray import load_subarray
+
+__all__ = ["AirShowerSimEventSource"]
+
+#: start of the simulated observation (arbitrary, fixed for reproducibility)
+REFERENCE_TIME = Time("2024-01-01T00:00:00", scale="utc")
+N_HIST_ENERGY_BINS = 120
+N_HIST_CORE_BINS = 50
+#: primaries thrown and screened together
+BATCH_SIZE = 256
+
+
+class AirShowerSimEventSource(EventSource):
+    """Generates air showers (gamma, proton, electron) and their DL1 images; reads no file.
+
+    Events come out with calibrated DL1 images and peak times, the simulated shower truth
+    and per-telescope true images and impact, ready for ctapipe's ImageProcessor,
+    ShowerProcessor and DataWriter. Only triggered events are yielded; ``n_events`` of them.
+    """
+
+    particle = CaselessStrEnum(list(PRIMARY_IDS), default_value="gamma", help="Primary particle").tag(config=True)
+    n_events = Int(100, help="Number of triggered events to generate").tag(config=True)
+    seed = Int(0, help="Random seed; the same seed gives the same events").tag(config=True)
+    energy_min = Float(0.01, help="Minimum true energy, TeV").tag(config=True)
+    energy_max = Float(100.0, help="Maximum true energy, TeV").tag(config=True)
+    spectral_index = Float(-2.0, help="Power-law index of the simulated spectrum").tag(config=True)
+    core_max = Float(500.0, help="Maximum core distance from the array centre on the ground, m").tag(config=True)
+    viewcone_min = Float(0.0, help="Minimum offset of diffuse primaries from the pointing, deg").tag(config=True)
+    viewcone_max = Float(
+        0.0, help="Maximum offset of diffuse primaries from the pointing, deg; 0 means a point source"
+    ).tag(config=True)
+    wobble = Float(0.0, help="Offset of the point source from the pointing (along fov_lon), deg").tag(config=True)
+    zenith = Float(20.0, help="Zenith angle of the pointing, deg").tag(config=True)
+    azimuth = Float(0.0, help="Azimuth of the pointing (from north towards east), deg").tag(config=True)
+    observation_level = Float(
+        None, allow_none=True, help="Observation level, m a.s.l.; default: the subarray reference height"
+    ).tag(config=True)
+    subarray_file = Path(
+        None, allow_none=True, exists=True, directory_ok=False, help="ctapipe file to take the subarray from (default LST-1)"
+    ).tag(config=True)
+    min_telescopes = Int(1, help="Telescopes that must trigger for a subarray trigger").tag(config=True)
+    obs_id = Int(None, allow_none=True, help="Observation id; default: seed + 1").tag(config=True)
+    write_true_image = Bool(True, help="Fill the per-telescope true p.e. images").tag(config=True)
+    min_expected_pe = Float(
+        30.0, help="Telescopes expecting fewer p.e. than this are not simulated further (cannot trigger)"
+    ).tag(config=True)
+    max_pe = Int(300_000, help="Cap of simulated p.e. per telescope (brighter images are scaled)").tag(config=True)
+
+    def __init__(self, input_url=None, config=None, parent=None, **kwargs):
+        super().__init__(input_url=input_url, config=config, parent=parent, **kwargs)
+        self.metadata["is_simulation"] = True
+        self._subarray = load_subarray(self.subarray_file)
+        if self.allowed_tels:
+            self._subarray = self._subarray.select_subarray(self.allowed_tels)
+        if self.observation_level is None:
+            ref = self._subarray.reference_location
+            self.observation_level = float(ref.height.to_value(u.m)) if ref is not None else 2200.0
+        if self.obs_id is None:
+            self.obs_id = int(self.seed) % (2**31 - 1) + 1
+        if not self.energy_max > self.energy_min > 0:
+            raise ValueError(f"need 0 < energy_min < energy_max, got {self.energy_min}, {self.energy_max}")
+        self.shower_model = AirShowerModel(parent=self)
+        self.detector = DetectorResponse(self._subarray, parent=self)
+        self.n_thrown = 0
+        self._thrown_energy = []
+        self._thrown_core = []
+        self._pointing = (np.deg2rad(90.0 - self.zenith), np.deg2rad(self.azimuth))
+
+    @staticmethod
+    def is_compatible(file_path):
+        return False
+
+    @property
+    def is_simulation(self):
+        return True
+
+    @property
+    def subarray(self):
+        return self._subarray
+
+    @property
+    def datalevels(self):
+        return (DataLevel.DL1_IMAGES,)
+
+    @property
+    def atmosphere_density_profile(self):
+        # tabulated, since DataWriter can only store tabular profiles
+        atm = self.shower_model.atmosphere
+        height = np.linspace(0.0, 100e3, 201)
+        table = Table(
+            dict(
+                height=(height * u.m).to(u.km),
+                density=atm.density(height) * u.g / u.cm**3,
+                column_density=atm.vertical_depth(height) * u.g / u.cm**2,
+            )
+        )
+        return TableAtmosphereDensityProfile(table=table)
+
+    @property
+    def simulation_config(self):
+        diffuse = self.viewcone_max > 0
+        alt, az = self._pointing
+        return {
+            self.obs_id: SimulationConfigContainer(
+                run_number=self.obs_id,
+                energy_range_min=self.energy_min * u.TeV,
+                energy_range_max=self.energy_max * u.TeV,
+                prod_site_alt=self.observation_level * u.m,
+                spectral_index=self.spectral_index,
+                n_showers=self.n_thrown,
+                shower_reuse=1,
+                max_alt=alt * u.rad,
+                min_alt=alt * u.rad,
+                max_az=az * u.rad,
+                min_az=az * u.rad,
+                diffuse=diffuse,
+                max_viewcone_radius=(self.viewcone_max if diffuse else self.wobble) * u.deg,
+                min_viewcone_radius=(self.viewcone_min if diffuse else self.wobble) * u.deg,
+                max_scatter_range=self.core_max * u.m,
+                min_scatter_range=0.0 * u.m,
+                core_pos_mode=1,
+                atmosphere=0,
+                corsika_wlen_min=300 * u.nm,
+                corsika_wlen_max=600 * u.nm,
+            )
+        }
+
+    @property
+    def scheduling_blocks(self):
+        return {
+            self.obs_id: SchedulingBlockContainer(
+                sb_id=np.uint64(self.obs_id),
+                sb_type=SchedulingBlockType.OBSERVATION,
+                producer_id="simulation",
+                observing_mode=ObservingMode.UNKNOWN,
+                pointing_mode=PointingMode.DRIFT,
+            )
+        }
+
+    @property
+    def observation_blocks(self):
+        alt, az = self._pointing
+        return {
+            self.obs_id: ObservationBlockContainer(
+                obs_id=np.uint64(self.obs_id),
+                sb_id=np.uint64(self.obs_id),
+                producer_id="simulation",
+                state=ObservationBlockState.COMPLETED_SUCCEDED,
+                subarray_pointing_lat=alt * u.rad,
+                subarray_pointing_lon=az * u.rad,
+                subarray_pointing_frame=CoordinateFrameType.ALTAZ,
+                actual_start_time=REFERENCE_TIME,
+                scheduled_start_time=REFERENCE_TIME,
+            )
+        }
+
+    @property
+    def simulated_shower_distributions(self):
+        """Histogram of all thrown showers in (core distance, energy), as sim_telarray writes it."""
+        bins_energy = np.geomspace(self.energy_min, self.energy_max, N_HIST_ENERGY_BINS + 1)
+        bins_core = np.linspace(0.0, self.core_max, N_HIST_CORE_BINS + 1)
+        hist, _, _ = np.histogram2d(
+            np.asarray(self._thrown_core, dtype=float),
+            np.asarray(self._thrown_energy, dtype=float),
+            bins=[bins_core, bins_energy],
+        )
+        return {
+            self.obs_id: SimulatedShowerDistribution(
+                obs_id=self.obs_id,
+                hist_id=1,
+                n_entries=self.n_thrown,
+                bins_core_dist=bins_core * u.m,
+                bins_energy=bins_energy * u.TeV,
+                histogram=hist,
+            )
+        }
+
+    def _sample_primaries(self, rng, size):
+        """A batch of thrown primaries: energy (TeV), alt, az (rad), core x, y (m)."""
+        energy = sample_power_law(rng, self.energy_min, self.energy_max, self.spectral_index, size)
+        if self.viewcone_max > 0:
+            lon, lat = sample_direction_in_cone(rng, self.viewcone_min, self.viewcone_max, size)
+        else:
+            lon, lat = np.full(size, self.wobble), np.zeros(size)
+        alt, az = fov_to_altaz(lon, lat, *self._pointing)
+        core_x, core_y = sample_core(rng, self.core_max, size)
+        return energy, alt, az, core_x, core_y
+
+    def _telescope_image(self, rng, tel_id, light, muon):
+        """DL1-like camera image of one telescope, or None if nothing can trigger it."""
+        model, detector = self.shower_model, self.detector
+        position = self._subarray.positions[tel_id].to_value(u.m)
+        area = self._subarray.tel[tel_id].optics.mirror_area.to_value(u.m**2)
+        expected = model.expected_photons(light, position, area, self.observation_level)
+        expected = expected * detector.photon_detection_efficiency.tel[tel_id]
+        total = float(expected.sum())
+        if total < self.min_expected_pe and not muon:
+            return None
+        n_pe = int(rng.poisson(total))
+        scale = 1.0
+        if n_pe > self.max_pe:
+            scale, n_pe = n_pe / self.max_pe, self.max_pe
+        lon = lat = time = np.zeros(0)
+        if n_pe > 0:
+            lon, lat, time = model.photoelectrons(rng, light, expected, n_pe, position, self._pointing)
+        if muon:
+            radius = np.sqrt(area / np.pi)
+            impact = 1.6 * radius * np.sqrt(rng.random())
+            centre = rng.normal(0.0, 1.0, 2)
+            ring_radius = np.rad2deg(model.atmosphere.cherenkov_angle(self.observation_level + 300.0))
+            m_lon, m_lat = muon_ring_photons(
+                rng, radius, ring_radius * rng.uniform(0.93, 1.0), model.muon_pe_per_metre_rad, centre, impact
+            )
+            t0 = np.median(time) if len(time) else 0.0
+            lon, lat = np.concatenate([lon, m_lon]), np.concatenate([lat, m_lat])
+            time = np.concatenate([time, t0 + rng.normal(0.0, 1.0, len(m_lon))])
+        if len(lon) < 3:
+            return None
+        # DL1 peak times sit in the readout window: shift the light front to a fixed offset
+        time = time - np.median(time) + detector.time_offset
+        image = detector.respond(tel_id, lon, lat, time, rng)
+        if scale != 1.0:
+            image.image *= np.float32(scale)
+            image.true_image = np.round(image.true_image * scale).astype(np.int32)
+        return image
+
+    def simulate_shower(self, rng, energy, alt, az, core_x, core_y, tel_ids=None, muon=False):
+        """Images of one given shower (TeV, rad, m) in the given telescopes, without trigger.
+
+        Returns (ShowerLight, {tel_id: CameraImage}); telescopes with too little light are
+        left out. Useful to study the response at a fixed geometry.
+        """
+        light = self.shower_model.shower(rng, self.particle, energy, alt, az, core_x, core_y, self.observation_level)
+        images = {}
+        for tel_id in tel_ids if tel_ids is not None else self._subarray.tel:
+            image = self._telescope_image(rng, tel_id, light, muon)
+            if image is not None:
+                images[tel_id] = image
+        return light, images
+
+    def _impact_distance(self, light):
+        """Perpendicular distance of each telescope from the shower axis, m."""
+        rel = self._subarray.tel_coords.cartesian.xyz.to_value(u.m).T - light.core[None, :]
+        return np.linalg.norm(np.cross(rel, light.axis[None, :]), axis=1)
+
+    def _generator(self):
+        rng = np.random.default_rng(self.seed)
+        tel_ids = list(self._subarray.tel)
+        positions = [self._subarray.positions[t].to_value(u.m) for t in tel_ids]
+        areas = [self._subarray.tel[t].optics.mirror_area.to_value(u.m**2) for t in tel_ids]
+        efficiency = np.array([self.detector.photon_detection_efficiency.tel[t] for t in tel_ids])
+        # screening margin: the quick estimate is rough, protons more so
+        margin = 0.25 if self.particle == "proton" else 0.5
+        counter = 0
+        while counter < self.n_events:
+            batch = self._sample_primaries(rng, BATCH_SIZE)
+            quick = quick_expected_photons(
+                self.shower_model, rng, self.particle, *batch, positions, areas, self.observation_level
+            ) * efficiency[None, :]
+            if self.particle == "proton":
+                p_muon = np.minimum(1.0, self.shower_model.muon_probability * batch[0] ** 0.8)
+                muons = rng.random((BATCH_SIZE, len(tel_ids))) < p_muon[:, None]
+            else:
+                muons = np.zeros((BATCH_SIZE, len(tel_ids)), dtype=bool)
+            candidates = (quick >= margin * self.min_expected_pe) | muons
+            for i in range(BATCH_SIZE):
+                self.n_thrown += 1
+                energy, alt, az, core_x, core_y = (float(b[i]) for b in batch)
+                self._thrown_energy.append(energy)
+                self._thrown_core.append(np.hypot(core_x, core_y))
+                if not candidates[i].any():
+                    continue
+                light = self.shower_model.shower(
+                    rng, self.particle, energy, alt, az, core_x, core_y, self.observation_level
+                )
+                images = {}
+                for j, tel_id in enumerate(tel_ids):
+                    if not candidates[i, j]:
+                        continue
+                    image = self._telescope_image(rng, tel_id, light, muons[i, j])
+                    if image is not None and self.detector.triggered(tel_id, image):
+                        images[tel_id] = image
+                if len(images) < self.min_telescopes or not images:
+                    continue
+                yield self._make_event(counter, energy, alt, az, core_x, core_y, light, images)
+                counter += 1
+                if counter >= self.n_events:
+                    break
+
+    def _event_time(self, counter, chunk=1000):
+        """Trigger times 10 ms apart; astropy Time arithmetic is slow, so done per chunk."""
+        first = counter - counter % chunk
+        if getattr(self, "_times_first", None) != first:
+            self._times = REFERENCE_TIME + (first + np.arange(chunk)) * 0.01 * u.s
+            self._times_first = first
+        return self._times[counter - first]
+
+    def _make_event(self, counter, energy, alt, az, core_x, core_y, light, images):
+        alt_p, az_p = self._pointing
+        time = self._event_time(counter)
+        tel_ids = np.array(sorted(images), dtype=np.uint16)
+        event = ArrayEventContainer(
+            index=EventIndexContainer(obs_id=self.obs_id, event_id=counter + 1),
+            count=counter,
+            trigger=TriggerContainer(
+                time=time,
+                tels_with_trigger=tel_ids,
+                event_type=EventType.SUBARRAY,
+            ),
+            simulation=SimulatedEventContainer(
+                shower=SimulatedShowerContainer(
+                    energy=energy * u.TeV,
+                    alt=alt * u.rad,
+                    az=az * u.rad,
+                    core_x=core_x * u.m,
+                    core_y=core_y * u.m,
+                    h_first_int=light.h_first_int * u.m,
+                    x_max=light.x_max * u.g / u.cm**2,
+                    starting_grammage=0.0 * u.g / u.cm**2,
+                    shower_primary_id=PRIMARY_IDS[self.particle],
+                )
+            ),
+        )
+        event.meta["origin"] = "AirShowerSimEventSource"
+        event.monitoring.pointing = ArrayPointingContainer(array_azimuth=az_p * u.rad, array_altitude=alt_p * u.rad)
+        impact = self._impact_distance(light)
+        for tel_id in tel_ids:
+            tel_id = int(tel_id)
+            image = images[tel_id]
+            event.trigger.tel[tel_id] = TelescopeTriggerContainer(time=time)
+            event.monitoring.tel[tel_id].pointing = TelescopePointingContainer(
+                azimuth=az_p * u.rad, altitude=alt_p * u.rad
+            )
+            event.simulation.tel[tel_id] = SimulatedCameraContainer(
+                true_image_sum=int(image.true_image.sum()),
+                true_image=image.true_image if self.write_true_image else None,
+                impact=TelescopeImpactParameterContainer(
+                    distance=impact[self._subarray.tel_index_array[tel_id]] * u.m,
+                    distance_uncert=0.0 * u.m,
+                    prefix="true_impact",
+                ),
+            )
+            event.dl1.tel[tel_id] = DL1CameraContainer(
+                image=image.image, peak_time=image.peak_time, is_valid=True
+            )
+        return event

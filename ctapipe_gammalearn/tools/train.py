@@ -1,0 +1,400 @@
+"""``ctapipe-train-gammalearn``: train γ-PhysNet on simulated DL1 files with images."""
+
+import glob
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+from ctapipe.core import Provenance, Tool, ToolConfigurationError
+from ctapipe.core.traits import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, flag
+from ctapipe.core.traits import Path as PathTrait
+
+from .. import __version__
+from ..data import (
+    Augmentation,
+    BatchStream,
+    DL1InputError,
+    InputFile,
+    TrainingQualityQuery,
+    balance_classes,
+    build_cache,
+    class_weights,
+    split_groups,
+)
+from ..modelcard import CLASS_NAMES
+
+__all__ = ["TrainGammaPhysNet", "main"]
+
+CHECKPOINT_LAST = "checkpoint_last.pt"
+
+
+def _expand(patterns, what):
+    paths = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(Path(pattern).expanduser())))
+        if not matches:
+            raise DL1InputError(f"{pattern}: no such {what} file")
+        paths.extend(matches)
+    return paths
+
+
+class TrainGammaPhysNet(Tool):
+    """Train γ-PhysNet for one telescope type from signal (gamma) and background (proton) DL1 files.
+
+    The DL1 images are cached once as memory-mapped arrays; each epoch writes
+    an atomic checkpoint (``--resume`` continues from it); at the end the best
+    model (validation loss) is exported to ONNX + TorchScript, with
+    ``report.json`` and PNG plots of the losses and validation performance.
+    """
+
+    name = "ctapipe-train-gammalearn"
+    description = __doc__
+    examples = """
+    ctapipe-train-gammalearn --signal 'gamma_*.dl1.h5' --background 'proton_*.dl1.h5' \\
+        --output-dir run1 --epochs 20 --preset small --seed 1
+    torchrun --nproc-per-node 4 $(which ctapipe-train-gammalearn) --signal ... --output-dir run1
+    """
+
+    signal = List(Unicode(), default_value=[], help="gamma DL1 files with images (glob patterns allowed)").tag(
+        config=True
+    )
+    background = List(Unicode(), default_value=[], help="proton DL1 files with images (glob patterns allowed)").tag(
+        config=True
+    )
+    output_dir = PathTrait(default_value=None, allow_none=True, help="directory for checkpoints, model and report").tag(
+        config=True
+    )
+    cache_dir = PathTrait(default_value=None, allow_none=True, help="DL1 cache directory (default: OUTPUT_DIR/cache)").tag(
+        config=True
+    )
+    telescope_type = Unicode(
+        default_value=None, allow_none=True, help="str(TelescopeDescription) to train; default: the only one present"
+    ).tag(config=True)
+    preset = CaselessStrEnum(["small", "paper"], default_value="small", help="γ-PhysNet size preset").tag(config=True)
+    model_options = Dict(default_value={}, help="overrides of the preset, e.g. {'channels': [4, 8]}").tag(config=True)
+    epochs = Int(10, help="number of epochs (including resumed ones)").tag(config=True)
+    batch_size = Int(64, help="images per batch and process").tag(config=True)
+    learning_rate = Float(2e-3, help="peak AdamW learning rate").tag(config=True)
+    weight_decay = Float(1e-4, help="AdamW weight decay").tag(config=True)
+    lr_schedule = CaselessStrEnum(["cosine", "constant"], default_value="cosine", help="per-step LR schedule").tag(
+        config=True
+    )
+    warmup_epochs = Float(0.5, help="linear warm-up length of the cosine schedule").tag(config=True)
+    grad_clip = Float(5.0, help="max gradient norm (0: off)").tag(config=True)
+    patience = Int(0, help="stop after this many epochs without a better validation loss (0: never)").tag(config=True)
+    seed = Int(0, help="seed of model init, split, data order and augmentation").tag(config=True)
+    validation_fraction = Float(0.2, help="fraction of files (or observations) kept for validation").tag(config=True)
+    split_by = CaselessStrEnum(["file", "obs"], default_value="file", help="validation split unit").tag(config=True)
+    class_balance = CaselessStrEnum(
+        ["none", "weights", "undersample"], default_value="weights", help="inverse-frequency loss weights or undersampling"
+    ).tag(config=True)
+    regression_loss = CaselessStrEnum(["gaussian_nll", "l1"], default_value="gaussian_nll", help="regression loss").tag(
+        config=True
+    )
+    conditional = Bool(True, help="regressions on gammas only").tag(config=True)
+    task_balancing = CaselessStrEnum(
+        ["fixed", "uncertainty", "gradnorm"], default_value="uncertainty", help="how task losses are combined"
+    ).tag(config=True)
+    task_weights = Dict(default_value={}, help="fixed weights per task (particle, energy, direction, impact)").tag(
+        config=True
+    )
+    nsb_pe = Float(0.0, help="Poisson NSB injection: mean extra p.e. per pixel (0: off)").tag(config=True)
+    time_jitter_ns = Float(0.0, help="peak-time Gaussian jitter in ns (0: off)").tag(config=True)
+    device = CaselessStrEnum(["auto", "cpu", "cuda"], default_value="auto", help="auto: CUDA when present").tag(config=True)
+    amp = CaselessStrEnum(["auto", "off", "bf16", "fp16"], default_value="auto", help="mixed precision (GPU only)").tag(
+        config=True
+    )
+    compile = Bool(False, help="torch.compile the model").tag(config=True)
+    chunk_size = Int(1000, help="subarray events per chunk when building the cache").tag(config=True)
+    pixel_dtype = CaselessStrEnum(["float16", "float32"], default_value="float16", help="cached image dtype").tag(
+        config=True
+    )
+    tensorboard = Bool(True, help="write TensorBoard scalars to OUTPUT_DIR/tensorboard").tag(config=True)
+    progress_bar = Bool(True, help="show progress bars").tag(config=True)
+    resume = Bool(False, help="continue from OUTPUT_DIR/checkpoint_last.pt").tag(config=True)
+
+    aliases = {
+        "signal": "TrainGammaPhysNet.signal",
+        "background": "TrainGammaPhysNet.background",
+        ("o", "output-dir"): "TrainGammaPhysNet.output_dir",
+        "cache-dir": "TrainGammaPhysNet.cache_dir",
+        "telescope-type": "TrainGammaPhysNet.telescope_type",
+        "preset": "TrainGammaPhysNet.preset",
+        "epochs": "TrainGammaPhysNet.epochs",
+        "batch-size": "TrainGammaPhysNet.batch_size",
+        "learning-rate": "TrainGammaPhysNet.learning_rate",
+        "seed": "TrainGammaPhysNet.seed",
+        "device": "TrainGammaPhysNet.device",
+        "patience": "TrainGammaPhysNet.patience",
+        "task-balancing": "TrainGammaPhysNet.task_balancing",
+        "regression-loss": "TrainGammaPhysNet.regression_loss",
+        "class-balance": "TrainGammaPhysNet.class_balance",
+        "split-by": "TrainGammaPhysNet.split_by",
+        "nsb-pe": "TrainGammaPhysNet.nsb_pe",
+        "time-jitter-ns": "TrainGammaPhysNet.time_jitter_ns",
+    }
+    flags = {
+        **flag("overwrite", "Tool.overwrite", "replace an existing output directory", "keep it"),
+        **flag("resume", "TrainGammaPhysNet.resume", "continue from the last checkpoint", "start afresh"),
+        **flag("progress", "TrainGammaPhysNet.progress_bar", "show progress bars", "no progress bars"),
+        **flag("compile", "TrainGammaPhysNet.compile", "torch.compile the model", "run eagerly"),
+    }
+    classes = [TrainingQualityQuery]
+
+    # -- setup: inputs, output directory, cache, split -------------------------------
+    def setup(self):
+        from ..training.distributed import setup_distributed
+
+        self._check_config_keys()
+        if self.output_dir is None:
+            raise ToolConfigurationError("--output-dir is required")
+        if not self.signal or not self.background:
+            raise ToolConfigurationError("give at least one --signal and one --background file")
+        self.context = setup_distributed(self.device)
+        if not self.context.is_main:
+            self.provenance_log = Path(os.devnull)  # one provenance log per run, from rank 0
+        self.output_dir = Path(self.output_dir).absolute()
+        inputs = [InputFile(p, CLASS_NAMES.index("gamma")) for p in _expand(self.signal, "signal")]
+        inputs += [InputFile(p, CLASS_NAMES.index("proton")) for p in _expand(self.background, "background")]
+        self.inputs = inputs
+
+        if self.context.is_main:
+            self._prepare_output_dir()
+        self.context.barrier()
+
+        quality_query = TrainingQualityQuery(parent=self)
+        cache_dir = Path(self.cache_dir) if self.cache_dir is not None else self.output_dir / "cache"
+        build = dict(
+            cache_dir=cache_dir,
+            telescope_type=self.telescope_type,
+            quality_query=quality_query,
+            chunk_size=self.chunk_size,
+            pixel_dtype=self.pixel_dtype,
+            log=self.log,
+        )
+        # rank 0 builds, the others then find the finished cache under the same key
+        if self.context.is_main:
+            self.cache = build_cache(inputs, progress=self.progress_bar, **build)
+        self.context.barrier()
+        if not self.context.is_main:
+            self.cache = build_cache(inputs, progress=False, **build)
+        for item in inputs:
+            Provenance().add_input_file(str(item.path), role="DL1 training events")
+
+        self._split()
+
+    def _check_config_keys(self):
+        """Unknown options are errors here, not warnings: a typo must not train the wrong thing."""
+        known = {}
+        for cls in (type(self), *self.classes):
+            for base in cls.mro():
+                if hasattr(base, "class_trait_names"):
+                    known.setdefault(base.__name__, set()).update(base.class_trait_names(config=True))
+        for section, values in self.config.items():
+            if not section[:1].isupper():
+                continue
+            if section not in known:
+                raise ToolConfigurationError(f"unknown configuration section {section!r}")
+            unknown = sorted(set(values) - known[section])
+            if unknown:
+                raise ToolConfigurationError(f"unknown configuration key(s) {section}.{', '.join(unknown)}")
+
+    def _prepare_output_dir(self):
+        out = self.output_dir
+        existing = [p for p in out.iterdir() if p.name != "cache"] if out.is_dir() else []
+        if self.resume:
+            out.mkdir(parents=True, exist_ok=True)
+            return
+        if existing and not self.overwrite:
+            raise ToolConfigurationError(
+                f"{out}: output directory is not empty, use --overwrite to replace it or --resume to continue"
+            )
+        for path in existing:  # the cache is keyed by content and stays valid
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+
+    def _split(self):
+        cache = self.cache
+        particle = cache["particle"]
+        train, val = split_groups(
+            cache["file_index"], cache["obs_id"], particle, self.validation_fraction, self.split_by, self.seed
+        )
+        if self.class_balance == "undersample":
+            train = balance_classes(train, particle, self.seed)
+        if len(train) == 0:
+            raise ToolConfigurationError(f"{cache.path}: no training events after the split")
+        present = set(particle[train].tolist())
+        if len(present) < 2:
+            self.log.warning("training set holds only class %s", [CLASS_NAMES[i] for i in present])
+        self.train_indices, self.val_indices = train, val
+        self.class_weights = class_weights(particle[train]) if self.class_balance == "weights" else None
+        self.log.info("%d training and %d validation events", len(train), len(val))
+
+    # -- start: model, trainer, epochs ------------------------------------------------
+    def start(self):
+        import torch
+
+        from ..lattice import Lattice
+        from ..nn.physnet import GammaPhysNet
+        from ..training.balancing import make_balancer
+        from ..training.checkpoint import load_checkpoint
+        from ..training.distributed import choose_device
+        from ..training.loop import Trainer
+        from ..training.losses import TASKS, MultitaskLoss
+        from ..training.report import jsonable
+        from ..training.setup import amp_dtype, make_optimizer, make_scheduler
+
+        torch.manual_seed(self.seed)
+        device = choose_device(self.device, self.context.local_rank)
+        geometry = self._geometry()
+        lattice = Lattice.from_geometry(geometry)
+        try:
+            model = GammaPhysNet(lattice, preset=self.preset, **self.model_options)
+        except (TypeError, ValueError) as err:
+            raise ToolConfigurationError(f"model options {self.model_options}: {err}") from None
+        scale = getattr(model, "target_scale", {})
+        loss_fn = MultitaskLoss(
+            self.regression_loss,
+            self.conditional,
+            scales={"energy": scale.get("log10_energy", 1.0), "direction": scale.get("fov_offset", 1.0),
+                    "impact": scale.get("impact", 100.0)},
+        )
+        unknown = set(self.task_weights) - set(TASKS)
+        if unknown:
+            raise ToolConfigurationError(f"task_weights: unknown tasks {sorted(unknown)}, expected {TASKS}")
+        balancer = make_balancer(self.task_balancing, TASKS, self.task_weights)
+
+        ctx = self.context
+        train_stream = BatchStream(
+            self.cache, self.train_indices, self.batch_size, shuffle=True, seed=self.seed, rank=ctx.rank,
+            world_size=ctx.world_size, augmentation=Augmentation(self.nsb_pe, self.time_jitter_ns),
+            class_weights=self.class_weights,
+        )
+        # every rank validates on the whole validation set: same number everywhere
+        self.val_stream = BatchStream(
+            self.cache, self.val_indices, self.batch_size, shuffle=False, seed=self.seed,
+            class_weights=self.class_weights,
+        )
+        optimizer = make_optimizer(model, balancer, self.learning_rate, self.weight_decay)
+        scheduler = make_scheduler(optimizer, self.lr_schedule, len(train_stream), self.epochs, self.warmup_epochs)
+        writer = None
+        if self.tensorboard and ctx.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.output_dir / "tensorboard"))
+        self.training_info = jsonable({
+            "package_version": __version__,
+            "inputs": [str(i.path) for i in self.inputs],
+            "n_train": int(len(self.train_indices)),
+            "n_val": int(len(self.val_indices)),
+            "seed": self.seed,
+            "world_size": ctx.world_size,
+            "device": str(device),
+            "preset": self.preset,
+            "config": {k: v for k, v in self.get_current_config()[self.__class__.__name__].items()
+                       if k not in ("signal", "background")},
+        })
+        self.trainer = Trainer(
+            model, loss_fn, balancer, optimizer, train_stream, self.val_stream, scheduler=scheduler, device=device,
+            amp_dtype=amp_dtype(self.amp, device), grad_clip=self.grad_clip,
+            checkpoint_info={
+                "model_config": dict(model.config),
+                "lattice": lattice.to_dict(),
+                "telescope_type": self.cache.telescope_type,
+                "training": self.training_info,
+            },
+            checkpoint_dir=self.output_dir if ctx.is_main else None, writer=writer, context=ctx,
+            patience=self.patience, progress=self.progress_bar, compile_model=self.compile, log=self.log,
+        )
+        self.lattice = lattice
+        last = self.output_dir / CHECKPOINT_LAST
+        if self.resume and last.is_file():
+            checkpoint = load_checkpoint(last, map_location=device)
+            self.trainer.load_state(checkpoint)
+            self.initial_validation = checkpoint.get("initial_validation")
+            self.log.info("resuming after epoch %d", self.trainer.epoch)
+        else:
+            if self.resume:
+                self.log.warning("%s: no checkpoint to resume from, starting afresh", last)
+            self.initial_validation = self._validation_summary() if ctx.is_main else None
+        self.trainer.checkpoint_info["initial_validation"] = self.initial_validation
+        self.trainer.fit(self.epochs)
+        if writer is not None:
+            writer.close()
+
+    def _geometry(self):
+        from ..data.inputs import read_subarray
+
+        subarray = read_subarray(self.inputs[0].path)
+        tel_id = subarray.get_tel_ids_for_type(self.cache.telescope_type)[0]
+        return subarray.tel[tel_id].camera.geometry
+
+    def _validation_summary(self):
+        from ..training.metrics import binned_metrics, summary_metrics
+
+        if self.val_stream.n_samples == 0:
+            return None
+        outputs, labels, losses = self.trainer.predict(self.val_stream)
+        return {
+            "loss": sum(losses.values()),
+            "task_losses": losses,
+            "metrics": summary_metrics(outputs, labels),
+            "per_energy_bin": binned_metrics(outputs, labels),
+        }
+
+    # -- finish: best model, export, report, plots --------------------------------------
+    def finish(self):
+        if not hasattr(self, "trainer"):
+            self.context.close() if hasattr(self, "context") else None
+            return
+        if self.context.is_main:
+            self._write_products()
+        self.context.barrier()
+        self.context.close()
+
+    def _write_products(self):
+        from ..export import export_model
+        from ..training.checkpoint import load_checkpoint
+        from ..training.plots import plot_losses, plot_performance
+        from ..training.report import write_json
+
+        trainer, out = self.trainer, self.output_dir
+        best = out / "checkpoint_best.pt"
+        if best.is_file():
+            trainer.model.load_state_dict(load_checkpoint(best, map_location=trainer.device)["model_state"])
+        validation = self._validation_summary()
+        stem = out / f"gammaphysnet_{self.cache.telescope_type}"
+        training = dict(self.training_info, best_epoch=trainer.best_epoch, epochs=trainer.epoch)
+        exported = export_model(trainer.model, self.lattice, self.cache.telescope_type, stem, training=training,
+                                overwrite=True)
+        report = {
+            "epochs": trainer.history,
+            "best_epoch": trainer.best_epoch,
+            "best_val_loss": trainer.best_val_loss,
+            "stopped_early": trainer.stopped_early,
+            "untrained_validation": self.initial_validation,
+            "validation": validation,
+            "data": {k: self.cache.meta[k] for k in ("n_events", "n_read", "n_cut", "n_nan_labels", "files")},
+            "telescope_type": self.cache.telescope_type,
+            "training": training,
+            "export": {"onnx": exported["onnx"].name, "torchscript": exported["torchscript"].name,
+                       "max_rel_diff": exported["max_rel_diff"]},
+        }
+        plot_losses(trainer.history, out / "loss.png")
+        plot_performance((validation or {}).get("per_energy_bin", []), out / "validation_performance.png")
+        write_json(report, out / "report.json")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no ctapipe reference metadata in ONNX, JSON, PNG
+            for path in (exported["onnx"], exported["torchscript"], out / "report.json", out / "loss.png",
+                         out / "validation_performance.png"):
+                Provenance().add_output_file(str(path), role="trained γ-PhysNet")
+        self.log.info("wrote %s and %s", exported["onnx"], out / "report.json")
+
+
+def main():
+    TrainGammaPhysNet().run()
+
+
+if __name__ == "__main__":
+    main()

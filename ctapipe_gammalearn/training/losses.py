@@ -1,0 +1,81 @@
+"""Multitask loss of γ-PhysNet: classification + three regressions.
+
+Regressions are compared in normalised units (divided by a per-task scale:
+1 for log10 E, ~1 deg for the offset, ~100 m for the impact) so that no task
+dominates through its unit. ``"l1"`` ignores the log-variance heads;
+``"gaussian_nll"`` trains them: 0.5 (ln var + (y - mu)^2 / var).
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..modelcard import GAMMA_CLASS_INDEX, OUTPUT_NAMES
+
+__all__ = ["TASKS", "DEFAULT_SCALES", "MultitaskLoss", "outputs_as_dict"]
+
+TASKS = ("particle", "energy", "direction", "impact")
+DEFAULT_SCALES = {"energy": 1.0, "direction": 1.0, "impact": 100.0}
+# (prediction output, log-variance output, label key) of each regression task
+_REGRESSIONS = {
+    "energy": ("log10_energy", "log10_energy_logvar", "log10_energy"),
+    "direction": ("fov_offset", "fov_offset_logvar", "fov_offset"),
+    "impact": ("impact", "impact_logvar", "impact"),
+}
+_LOGVAR_CLAMP = 12.0
+
+
+def outputs_as_dict(outputs):
+    """Network output tuple -> dict keyed by `modelcard.OUTPUT_NAMES`."""
+    if isinstance(outputs, dict):
+        return outputs
+    return dict(zip(OUTPUT_NAMES, outputs, strict=True))
+
+
+def _weighted_mean(values, weights):
+    total = weights.sum()
+    if total <= 0:
+        return values.sum() * 0.0  # keeps the graph, contributes nothing
+    return (values * weights).sum() / total
+
+
+class MultitaskLoss(nn.Module):
+    """Per-task losses ``{"particle", "energy", "direction", "impact"}`` of one batch.
+
+    ``conditional``: regressions on gammas only (GammaLearn's default), since
+    a proton's "direction" is not what the network should learn to find.
+    """
+
+    def __init__(self, regression="gaussian_nll", conditional=True, scales=None):
+        super().__init__()
+        if regression not in ("l1", "gaussian_nll"):
+            raise ValueError(f"regression must be 'l1' or 'gaussian_nll', not {regression!r}")
+        self.regression = regression
+        self.conditional = conditional
+        self.scales = {**DEFAULT_SCALES, **(scales or {})}
+
+    def _regression(self, pred, logvar, target, scale):
+        pred = pred.float().reshape(pred.shape[0], -1) / scale
+        target = target.float().reshape(target.shape[0], -1) / scale
+        if self.regression == "l1":
+            return (pred - target).abs().mean(dim=1)
+        # the log-variance is in the output unit: shift it to the normalised one
+        logvar = logvar.float().reshape(logvar.shape[0], -1) - 2 * math.log(scale)
+        logvar = logvar.clamp(-_LOGVAR_CLAMP, _LOGVAR_CLAMP)
+        return (0.5 * (logvar + (pred - target) ** 2 * torch.exp(-logvar))).mean(dim=1)
+
+    def forward(self, outputs, batch):
+        out = outputs_as_dict(outputs)
+        weight = batch["weight"].float()
+        losses = {
+            "particle": _weighted_mean(
+                F.cross_entropy(out["class_logits"].float(), batch["particle"], reduction="none"), weight
+            )
+        }
+        reg_weight = weight * (batch["particle"] == GAMMA_CLASS_INDEX) if self.conditional else weight
+        for task, (pred_name, logvar_name, label) in _REGRESSIONS.items():
+            per_event = self._regression(out[pred_name], out[logvar_name], batch[label], self.scales[task])
+            losses[task] = _weighted_mean(per_event, reg_weight)
+        return losses

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The quickstart: simulated LST-1 events -> γ-PhysNet and the Hillas+RF baseline,
+# trained on the same events -> both applied to the same test files -> benchmark report.
+#
+#   make demo                      # full size (see docs/benchmark.md for timings)
+#   make demo DEMO_EVENTS=300 DEMO_EPOCHS=1   # smoke version, a few minutes
+#
+# Steps whose output exists are skipped; delete a file (or `make clean-demo`) to redo it.
+set -euo pipefail
+
+BIN=${BIN:-.venv/bin}
+DEMO_DIR=${DEMO_DIR:-demo}
+DEMO_EVENTS=${DEMO_EVENTS:-20000}          # triggered events per training set
+DEMO_TEST_EVENTS=${DEMO_TEST_EVENTS:-$((DEMO_EVENTS / 2))}
+DEMO_PROTON_EVENTS=${DEMO_PROTON_EVENTS:-$((DEMO_EVENTS / 2))}
+DEMO_PROTON_TEST_EVENTS=${DEMO_PROTON_TEST_EVENTS:-$((DEMO_TEST_EVENTS / 2))}
+DEMO_EPOCHS=${DEMO_EPOCHS:-8}
+DEMO_PRESET=${DEMO_PRESET:-small}
+DEMO_SEED=${DEMO_SEED:-0}
+RESOURCES=ctapipe_gammalearn/resources
+
+SIM=$DEMO_DIR/dl1
+MODELS=$DEMO_DIR/models
+DL2=$DEMO_DIR/dl2
+mkdir -p "$SIM" "$MODELS" "$DL2"
+
+log() { printf '\n=== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+# run CMD... writing OUTPUT through OUTPUT.partial, unless OUTPUT exists
+# (the partial name keeps a killed run from passing for a finished one)
+make_file() {
+    local output=$1; shift
+    if [[ -e $output ]]; then
+        echo "exists, skipped: $output"
+        return
+    fi
+    local partial="${output%.*}.partial.${output##*.}"
+    rm -rf "$partial"
+    "$@" "$partial"
+    mv "$partial" "$output"
+}
+
+simulate() {  # name particle n seed extra-args...
+    local name=$1 particle=$2 n=$3 seed=$4; shift 4
+    log "simulate $name ($n $particle events)"
+    make_file "$SIM/$name.dl1.h5" "$BIN/ctapipe-gammalearn-simulate" --particle "$particle" \
+        --n-events "$n" --seed "$seed" --overwrite "$@" --output
+}
+
+# LST-1 at 20 deg zenith. Gammas: E^-2 from 10 GeV; diffuse within 2.5 deg for
+# training, plus a point-like test set at the usual 0.4 deg wobble offset.
+# Protons: diffuse within 8 deg, from 20 GeV (they need more energy for the same light).
+GAMMA=(--energy-min 0.01 --energy-max 100 --spectral-index -2 --core-max 500)
+PROTON=(--energy-min 0.02 --energy-max 200 --spectral-index -2 --core-max 700 --viewcone-max 8)
+# two at a time: the simulation is single-threaded, protons are the slow ones
+# (most of them do not trigger)
+pids=()
+simulate proton_train proton "$DEMO_PROTON_EVENTS" $((DEMO_SEED + 2)) "${PROTON[@]}" --no-progress & pids+=($!)
+simulate proton_test proton "$DEMO_PROTON_TEST_EVENTS" $((DEMO_SEED + 5)) "${PROTON[@]}"
+simulate gamma_diffuse_train gamma "$DEMO_EVENTS" $((DEMO_SEED + 1)) "${GAMMA[@]}" --viewcone-max 2.5
+simulate gamma_point_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 3)) "${GAMMA[@]}" --viewcone-max 0 --wobble 0.4
+simulate gamma_diffuse_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 4)) "${GAMMA[@]}" --viewcone-max 2.5
+for pid in "${pids[@]}"; do wait "$pid"; done
+
+TRAIN_GAMMA=$SIM/gamma_diffuse_train.dl1.h5
+TRAIN_PROTON=$SIM/proton_train.dl1.h5
+
+log "train γ-PhysNet ($DEMO_PRESET, $DEMO_EPOCHS epochs, CPU)"
+if ! compgen -G "$MODELS/gammaphysnet/gammaphysnet_*.onnx" > /dev/null; then
+    "$BIN/ctapipe-train-gammalearn" --signal "$TRAIN_GAMMA" --background "$TRAIN_PROTON" \
+        --output-dir "$MODELS/gammaphysnet" --preset "$DEMO_PRESET" --epochs "$DEMO_EPOCHS" \
+        --seed "$DEMO_SEED" --overwrite
+else
+    echo "exists, skipped: $MODELS/gammaphysnet"
+fi
+ONNX=$(compgen -G "$MODELS/gammaphysnet/gammaphysnet_*.onnx" | head -n 1)
+
+# the Hillas+RF baseline on the same training files and quality cuts
+log "train the Hillas+RF baseline"
+make_file "$MODELS/energy_regressor.pkl" "$BIN/ctapipe-train-energy-regressor" \
+    -c "$RESOURCES/baseline_energy_regressor.yaml" --input "$TRAIN_GAMMA" --overwrite --output
+make_file "$MODELS/disp_reconstructor.pkl" "$BIN/ctapipe-train-disp-reconstructor" \
+    -c "$RESOURCES/baseline_disp_reconstructor.yaml" --input "$TRAIN_GAMMA" --overwrite --output
+make_file "$MODELS/particle_classifier.pkl" "$BIN/ctapipe-train-particle-classifier" \
+    -c "$RESOURCES/baseline_particle_classifier.yaml" --signal "$TRAIN_GAMMA" \
+    --background "$TRAIN_PROTON" --overwrite --output
+
+# both methods on the same test files: one DL2 file holds both
+for name in gamma_point_test gamma_diffuse_test proton_test; do
+    log "apply both methods to $name"
+    if [[ -e $DL2/$name.dl2.h5 ]]; then
+        echo "exists, skipped: $DL2/$name.dl2.h5"
+        continue
+    fi
+    make_file "$DL2/$name.baseline.dl2.h5" "$BIN/ctapipe-apply-models" \
+        -c "$RESOURCES/baseline_apply.yaml" --input "$SIM/$name.dl1.h5" \
+        --reconstructor "$MODELS/energy_regressor.pkl" \
+        --reconstructor "$MODELS/disp_reconstructor.pkl" \
+        --reconstructor "$MODELS/particle_classifier.pkl" --overwrite --output
+    make_file "$DL2/$name.dl2.h5" "$BIN/ctapipe-apply-gammalearn" \
+        --input "$DL2/$name.baseline.dl2.h5" --model "$ONNX" --overwrite --output
+    rm -f "$DL2/$name.baseline.dl2.h5"
+done
+
+for source in point diffuse; do
+    log "benchmark report, $source gammas"
+    "$BIN/ctapipe-gammalearn-benchmark" --input "$DL2/gamma_${source}_test.dl2.h5" \
+        --input "$DL2/proton_test.dl2.h5" --output-dir "$DEMO_DIR/report_$source" --overwrite \
+        | tee "$DEMO_DIR/report_$source.txt"
+done
+log "done: $DEMO_DIR/report_point/ and $DEMO_DIR/report_diffuse/ (see docs/benchmark.md)"

@@ -1,0 +1,205 @@
+"""ctapipe-gammalearn-benchmark on DL2 files: real DL1 events of sim_telarray files
+with DL2 predictions of known quality added, and ctapipe's own HillasReconstructor."""
+
+import json
+import shutil
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+import tables
+from astropy.table import Table
+from ctapipe.core import run_tool
+from ctapipe.io import TableLoader
+from ctapipe.io.astropy_helpers import write_table
+
+from ctapipe_gammalearn.compat import PARTICLE_TYPE_KEY
+from ctapipe_gammalearn.evaluation.events import (
+    BenchmarkInputError,
+    find_reconstructors,
+    load_events,
+    select_events,
+)
+from ctapipe_gammalearn.tools.benchmark import BenchmarkTool
+
+GAMMA_DL1 = "dl1/gamma__test_lasercal_v3.dl1.h5"  # 4 LSTs: the loader is slow per telescope
+PROTON_DL1 = "dl1/proton__5764bf77_proton_run000001_za20deg_azm180deg_North_CTAO-North-Alpha_7.0.0_test.dl1.h5"
+
+#: prefix -> spread of its predictions around the truth; "Sharp" is the better one
+SPREAD = {"SharpRegressor": 0.05, "BlurryRegressor": 0.5}
+DIRECTION_SPREAD_DEG = {"SharpGeometry": 0.05, "BlurryGeometry": 0.8}
+SEPARATION = {"SharpClassifier": 4.0, "BlurryClassifier": 0.3}
+
+
+def _gammaness(is_gamma, separation, rng):
+    score = rng.normal(np.where(is_gamma, separation / 2, -separation / 2), 1.0)
+    return 1 / (1 + np.exp(-score))
+
+
+def _predictions(events, kind, prefix, tag, rng):
+    n = len(events)
+    out = Table()
+    if kind == "energy":
+        energy = u.Quantity(events["true_energy"]).to_value(u.TeV) * np.exp(rng.normal(0, SPREAD[prefix], n))
+        out[f"{prefix}_{tag}energy"] = energy * u.TeV
+    elif kind == "geometry":
+        sigma = DIRECTION_SPREAD_DEG[prefix]
+        alt = u.Quantity(events["true_alt"]).to_value(u.deg) + rng.normal(0, sigma, n)
+        az = u.Quantity(events["true_az"]).to_value(u.deg) + rng.normal(0, sigma, n) / np.cos(np.radians(alt))
+        out[f"{prefix}_{tag}alt"] = alt * u.deg
+        out[f"{prefix}_{tag}az"] = az * u.deg
+    else:
+        is_gamma = np.asarray(events["true_shower_primary_id"]) == 0
+        out[f"{prefix}_{tag}prediction"] = _gammaness(is_gamma, SEPARATION[prefix], rng)
+    # one invalid prediction per table, kept as a row
+    valid = np.ones(n, bool)
+    valid[:1] = False
+    out[f"{prefix}_{tag}is_valid"] = valid
+    return out
+
+
+def add_dl2(path, seed=0):
+    """Write mono and stereo DL2 of every prefix in SPREAD/DIRECTION_SPREAD_DEG/SEPARATION."""
+    rng = np.random.default_rng(seed)
+    kinds = {"energy": SPREAD, "geometry": DIRECTION_SPREAD_DEG, PARTICLE_TYPE_KEY: SEPARATION}
+    with TableLoader(path, focal_length_choice="EQUIVALENT") as loader:
+        tel = loader.read_telescope_events(simulated=True, dl1_parameters=False, instrument=False)
+        sub = loader.read_subarray_events(simulated=True)
+    for kind, prefixes in kinds.items():
+        for prefix in prefixes:
+            table = Table(sub[["obs_id", "event_id"]])
+            for name, col in _predictions(sub, kind, prefix, "", rng).columns.items():
+                table[name] = col
+            write_table(table, path, f"/dl2/event/subarray/{kind}/{prefix}", append=True)
+            for tel_id in np.unique(tel["tel_id"]):
+                rows = tel[tel["tel_id"] == tel_id]
+                table = Table(rows[["obs_id", "event_id", "tel_id"]])
+                for name, col in _predictions(rows, kind, prefix, "tel_", rng).columns.items():
+                    table[name] = col
+                write_table(table, path, f"/dl2/event/telescope/{kind}/{prefix}/tel_{tel_id:03d}", append=True)
+
+
+@pytest.fixture(scope="module")
+def dl2_files(shared_data, tmp_path_factory):
+    """Real DL1 events (one gamma, one proton file) with DL2 predictions of known quality."""
+    directory = tmp_path_factory.mktemp("dl2")
+    paths = []
+    for i, name in enumerate([GAMMA_DL1, PROTON_DL1]):
+        path = directory / (name.split("/")[1].split("__")[0] + ".dl2.h5")
+        shutil.copy(shared_data / name, path)  # a scratch copy outside the project
+        path.chmod(0o644)
+        add_dl2(path, seed=i)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def report(dl2_files, tmp_path_factory):
+    output = tmp_path_factory.mktemp("report") / "report"
+    tool = BenchmarkTool()
+    argv = [*(f"--input={p}" for p in dl2_files), f"--output-dir={output}", "--min-events=1"]
+    assert run_tool(tool, argv=argv, cwd=output.parent, raises=True) == 0
+    return output, json.loads((output / "metrics.json").read_text())
+
+
+def test_find_reconstructors(dl2_files):
+    found = find_reconstructors(dl2_files[0])
+    for level in ("mono", "stereo"):
+        assert found[level]["energy"] == sorted(SPREAD)
+        assert found[level]["geometry"] == sorted(DIRECTION_SPREAD_DEG)
+        assert found[level][PARTICLE_TYPE_KEY] == sorted(SEPARATION)
+
+
+@pytest.fixture(scope="module")
+def loaded(dl2_files):
+    return load_events(dl2_files)
+
+
+def test_common_selection(loaded):
+    tel, sub, _ = loaded
+    tel_sel, sub_sel = select_events(tel, sub)
+    assert 0 < len(tel_sel) < len(tel)
+    assert np.all(tel_sel["hillas_intensity"] > 50)
+    assert np.all(tel_sel["leakage_intensity_width_2"] < 0.2)
+    # events of both files survive and keep their file of origin
+    assert set(np.unique(sub_sel["file_index"])) == {0, 1}
+    assert 0 < len(sub_sel) <= len(sub)
+
+
+def test_report_files(report):
+    output, metrics = report
+    names = {p.name for p in output.iterdir()}
+    assert "metrics.json" in names
+    for level in ("mono", "stereo"):
+        for metric in ("angular_resolution_deg", "energy_resolution", "energy_bias", "auc", "roc"):
+            assert f"{level}_{metric}.png" in names
+    assert not list(output.parent.glob(".report.*")), "temporary directory left behind"
+
+
+def test_report_ranks_methods(report):
+    """The predictions made sharper must come out better, mono and stereo."""
+    _, metrics = report
+    for level in ("mono", "stereo"):
+        m = metrics[level]
+        sharp = m["SharpRegressor"]["energy"]["overall"]["energy_resolution"]
+        blurry = m["BlurryRegressor"]["energy"]["overall"]["energy_resolution"]
+        assert sharp < blurry
+        sharp = m["SharpGeometry"]["geometry"]["overall"]["angular_resolution_deg"]
+        blurry = m["BlurryGeometry"]["geometry"]["overall"]["angular_resolution_deg"]
+        assert sharp < blurry
+        sharp = m["SharpClassifier"][PARTICLE_TYPE_KEY]["overall"]["auc"]
+        blurry = m["BlurryClassifier"][PARTICLE_TYPE_KEY]["overall"]["auc"]
+        assert sharp > blurry
+
+
+def test_report_counts_same_events(report):
+    """All reconstructors of a kind see the same events; invalid ones lower the valid fraction."""
+    _, metrics = report
+    for level in ("mono", "stereo"):
+        m = metrics[level]
+        a = m["SharpRegressor"]["energy"]["bins"]
+        b = m["BlurryRegressor"]["energy"]["bins"]
+        assert [x["n_events"] for x in a] == [x["n_events"] for x in b]
+        assert sum(x["n_events"] for x in a) == m["SharpRegressor"]["energy"]["overall"]["n_events"] > 0
+        assert m["SharpRegressor"]["energy"]["overall"]["valid_fraction"] <= 1.0
+        # empty bins: zero events and null metrics
+        empty = [x for x in a if x["n_events"] == 0]
+        assert empty and all(x["energy_resolution"] is None for x in empty)
+
+
+def test_refuses_to_overwrite(report, dl2_files):
+    output, _ = report
+    before = (output / "metrics.json").stat().st_mtime_ns
+    tool = BenchmarkTool()
+    rc = run_tool(tool, argv=[f"--input={dl2_files[0]}", f"--output-dir={output}"], raises=False)
+    assert rc != 0
+    assert (output / "metrics.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda d, src: d / "missing.dl2.h5", "no such file"),
+        (lambda d, src: _strip(shutil.copy(src, d / "dl1only.h5"), "/dl2"), "no DL2"),
+        (lambda d, src: _strip(shutil.copy(src, d / "notruth.h5"), "/simulation"), "no simulated truth"),
+    ],
+    ids=["missing", "no-dl2", "no-truth"],
+)
+def test_bad_input_errors(make_input, message, dl2_files, tmp_path, capsys):
+    bad = make_input(tmp_path, dl2_files[0])
+    with pytest.raises(BenchmarkInputError, match=f"{bad}: .*{message}"):
+        load_events([dl2_files[1], bad])
+    # the tool exits non-zero with that one line, and leaves no output
+    argv = [f"--input={dl2_files[1]}", f"--input={bad}", f"--output-dir={tmp_path / 'out'}"]
+    assert run_tool(BenchmarkTool(), argv=argv, raises=False) != 0
+    assert f"{bad}: " in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def _strip(path, node):
+    path = Path(path)
+    path.chmod(0o644)
+    with tables.open_file(path, "a") as h5:
+        h5.remove_node(node, recursive=True)
+    return path

@@ -1,0 +1,103 @@
+"""Export to ONNX + TorchScript: card embedded, parity checked, files atomic."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from tiny_models import TinyNet, lattice_of
+
+from ctapipe_gammalearn import __version__
+from ctapipe_gammalearn.export import (
+    ONNX_IR_VERSION,
+    ExportError,
+    example_inputs,
+    export_model,
+    output_paths,
+)
+from ctapipe_gammalearn.lattice import geometry_fingerprint
+from ctapipe_gammalearn.modelcard import CARD_KEY, INPUT_NAMES, OUTPUT_NAMES, ModelCard
+
+
+@pytest.fixture(scope="module")
+def geometry(lst1_subarray):
+    return lst1_subarray.tel[1].camera.geometry
+
+
+@pytest.fixture(scope="module")
+def exported(geometry, tmp_path_factory):
+    stem = tmp_path_factory.mktemp("export") / "lst"
+    model = TinyNet(geometry.n_pixels)
+    result = export_model(model, lattice_of(geometry), "LST_LST_LSTCam", stem, training={"epochs": 3})
+    return model, result
+
+
+def test_export_writes_both_files_with_card(exported, geometry):
+    _, result = exported
+    assert result["onnx"].suffix == ".onnx" and result["onnx"].is_file()
+    assert result["torchscript"].suffix == ".pt" and result["torchscript"].is_file()
+    assert result["max_rel_diff"] <= 1e-4
+
+    proto = onnx.load(result["onnx"])
+    assert proto.ir_version <= ONNX_IR_VERSION
+    meta = {p.key: p.value for p in proto.metadata_props}
+    card = ModelCard.from_json(meta[CARD_KEY])
+    assert card.geometry_fingerprint == geometry_fingerprint(geometry)
+    assert card.n_pixels == geometry.n_pixels
+    assert card.camera_name == geometry.name
+    assert card.telescope_type == "LST_LST_LSTCam"
+    assert card.package_version == __version__
+    assert card.trained and card.training == {"epochs": 3}
+    assert [i.name for i in proto.graph.input] == list(INPUT_NAMES)
+    assert [o.name for o in proto.graph.output] == list(OUTPUT_NAMES)
+    # dynamic batch axis
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+    extra = {CARD_KEY + ".json": ""}
+    torch.jit.load(str(result["torchscript"]), _extra_files=extra)
+    assert json.loads(extra[CARD_KEY + ".json"]) == json.loads(card.to_json())
+
+
+def test_exported_files_reproduce_torch(exported, geometry):
+    from ctapipe_gammalearn.runtime import load_model
+
+    model, result = exported
+    image, peak_time = example_inputs(geometry.n_pixels, batch=33, seed=5)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(image), torch.from_numpy(peak_time))
+    for path in (result["onnx"], result["torchscript"]):
+        got = load_model(path).predict(image, peak_time, batch_size=10)
+        for name, ref in zip(OUTPUT_NAMES, expected):
+            np.testing.assert_allclose(got[name], ref.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_existing_output_needs_overwrite(exported, geometry):
+    model, result = exported
+    stem = result["onnx"].with_suffix("")
+    before = result["onnx"].read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_model(model, lattice_of(geometry), "LST_LST_LSTCam", stem)
+    assert result["onnx"].read_bytes() == before
+
+
+class _NotExportable(TinyNet):
+    """Behaves differently in eager torch and in the traced graph."""
+
+    def forward(self, image, peak_time):
+        outputs = list(super().forward(image, peak_time))
+        if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+            outputs[1] = outputs[1] + 1.0
+        return tuple(outputs)
+
+
+def test_parity_failure_removes_outputs(geometry, tmp_path):
+    stem = tmp_path / "bad"
+    with pytest.raises(ExportError, match="differs from torch"):
+        export_model(_NotExportable(geometry.n_pixels), lattice_of(geometry), "LST_LST_LSTCam", stem)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_paths_strip_known_suffix(tmp_path):
+    assert output_paths(tmp_path / "m.onnx") == (tmp_path / "m.onnx", tmp_path / "m.pt")
+    assert output_paths(tmp_path / "m") == (tmp_path / "m.onnx", tmp_path / "m.pt")

@@ -1,0 +1,210 @@
+"""Physics sanity of the air-shower simulator, at the level of the model (no files)."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+from ctapipe.coordinates import TelescopeFrame
+from ctapipe.reco.preprocessing import horizontal_to_telescope
+
+from ctapipe_gammalearn.simulation import AirShowerSimEventSource
+from ctapipe_gammalearn.simulation.atmosphere import ExponentialAtmosphere
+from ctapipe_gammalearn.simulation.cascade import axis_direction
+from ctapipe_gammalearn.simulation.cherenkov import ground_to_fov
+from ctapipe_gammalearn.simulation.detector import CameraImage
+from ctapipe_gammalearn.simulation.longitudinal import CRITICAL_ENERGY, sample_greisen_depth
+from ctapipe_gammalearn.simulation.muons import muon_ring_photons
+from ctapipe_gammalearn.simulation.sampling import fov_to_altaz, sample_power_law
+
+
+@pytest.fixture(scope="module")
+def source():
+    # no minimum light: fixed-geometry studies want every image
+    return AirShowerSimEventSource(n_events=1, seed=0, zenith=20.0, min_expected_pe=0.0)
+
+
+@pytest.fixture(scope="module")
+def pixels(source):
+    geom = source.subarray.tel[1].camera.geometry.transform_to(TelescopeFrame())
+    return geom.pix_x.to_value(u.deg), geom.pix_y.to_value(u.deg)
+
+
+def _on_axis_images(source, particle, energy, impact, n, seed):
+    """True images of ``n`` showers from the pointing direction with the core ``impact`` m from LST-1."""
+    source.particle = particle
+    rng = np.random.default_rng(seed)
+    alt, az = source._pointing
+    tel = source.subarray.positions[1].to_value(u.m)
+    # core displaced perpendicular to the axis plane's azimuth (az = 0 -> along y)
+    images = []
+    for _ in range(n):
+        _, ims = source.simulate_shower(rng, energy, alt, az, tel[0], tel[1] + impact, [1])
+        images.append(ims.get(1))
+    return images
+
+
+def _true_intensity(images):
+    return np.array([0.0 if im is None else im.true_image.sum() for im in images])
+
+
+def test_ground_to_fov_matches_ctapipe():
+    rng = np.random.default_rng(1)
+    alt_p, az_p = np.deg2rad(70.0), np.deg2rad(30.0)
+    alt, az = alt_p + np.deg2rad(rng.uniform(-2, 2, 20)), az_p + np.deg2rad(rng.uniform(-3, 3, 20))
+    up = -axis_direction(alt, az)
+    lon, lat = ground_to_fov(up, alt_p, az_p)
+    ref_lon, ref_lat = horizontal_to_telescope(alt * u.rad, az * u.rad, alt_p * u.rad, az_p * u.rad)
+    np.testing.assert_allclose(lon, ref_lon.to_value(u.deg), atol=1e-6)
+    np.testing.assert_allclose(lat, ref_lat.to_value(u.deg), atol=1e-6)
+    back_alt, back_az = fov_to_altaz(lon, lat, alt_p, az_p)
+    np.testing.assert_allclose(back_alt, alt, atol=1e-9)
+    np.testing.assert_allclose(np.mod(back_az - az + np.pi, 2 * np.pi) - np.pi, 0, atol=1e-9)
+
+
+def test_power_law_index():
+    energy = sample_power_law(np.random.default_rng(2), 0.1, 100.0, -2.0, 200_000)
+    assert energy.min() >= 0.1 and energy.max() <= 100.0
+    # for E^-2, the counts per decade fall by a factor 10
+    counts, _ = np.histogram(np.log10(energy), bins=[-1, 0, 1, 2])
+    assert counts[0] / counts[1] == pytest.approx(10, rel=0.05)
+
+
+def test_shower_maximum_grows_with_log_energy():
+    rng = np.random.default_rng(3)
+    beta_low, beta_high = np.log(0.1 / CRITICAL_ENERGY), np.log(10.0 / CRITICAL_ENERGY)
+    t_low = sample_greisen_depth(np.full(50_000, beta_low), rng)
+    t_high = sample_greisen_depth(np.full(50_000, beta_high), rng)
+    # Greisen: the maximum sits at t = ln(E/Ec), so it moves by ln(100) radiation lengths
+    assert np.median(t_high) - np.median(t_low) == pytest.approx(np.log(100.0), rel=0.2)
+
+
+def test_atmosphere_profile():
+    atm = ExponentialAtmosphere()
+    assert atm.vertical_depth(0.0) == pytest.approx(1030, rel=0.01)
+    assert atm.height(atm.vertical_depth(12345.0)) == pytest.approx(12345.0)
+    # the Cherenkov angle shrinks with height, the Moliere radius grows
+    assert atm.cherenkov_angle(10e3) < atm.cherenkov_angle(2e3)
+    assert atm.moliere_radius(10e3) > atm.moliere_radius(2e3)
+
+
+def test_intensity_linear_in_energy(source):
+    energies = np.array([0.3, 1.0, 3.0])
+    mean = [_true_intensity(_on_axis_images(source, "gamma", e, 80.0, 8, seed=10)).mean() for e in energies]
+    slope = np.polyfit(np.log(energies), np.log(mean), 1)[0]
+    # about linear; deeper penetration of bigger showers adds a little at fixed impact
+    assert 0.85 < slope < 1.3
+
+
+def test_light_falls_beyond_the_cherenkov_pool(source):
+    near = _true_intensity(_on_axis_images(source, "gamma", 1.0, 60.0, 6, seed=11)).mean()
+    far = _true_intensity(_on_axis_images(source, "gamma", 1.0, 300.0, 6, seed=11)).mean()
+    assert far < 0.2 * near
+
+
+def test_proton_gives_less_light_than_gamma(source):
+    gamma = _true_intensity(_on_axis_images(source, "gamma", 1.0, 100.0, 12, seed=12)).mean()
+    proton = _true_intensity(_on_axis_images(source, "proton", 1.0, 100.0, 12, seed=12)).mean()
+    assert 0.1 < proton / gamma < 0.7
+
+
+def _centroid_and_slope(image: CameraImage, pixels):
+    """Distance of the image centroid from the source (camera centre) and the time slope
+    along the source -> centroid direction, ns/deg."""
+    x, y = pixels
+    w = image.true_image.astype(float)
+    cx, cy = np.average(x, weights=w), np.average(y, weights=w)
+    distance = np.hypot(cx, cy)
+    longitudinal = (x * cx + y * cy) / distance
+    hit = w > 0
+    slope = np.polyfit(longitudinal[hit], image.peak_time[hit], 1, w=np.sqrt(w[hit]))[0]
+    return distance, slope
+
+
+def test_image_geometry_follows_impact(source, pixels):
+    results = {}
+    for impact in (60.0, 150.0, 250.0):
+        images = _on_axis_images(source, "gamma", 1.0, impact, 10, seed=13)
+        values = np.array([_centroid_and_slope(im, pixels) for im in images if im is not None and im.true_image.sum() > 50])
+        results[impact] = np.median(values, axis=0)
+    distance = [results[i][0] for i in (60.0, 150.0, 250.0)]
+    slope = [results[i][1] for i in (60.0, 150.0, 250.0)]
+    # the centroid moves away from the source as the impact grows
+    assert distance[0] < distance[1] < distance[2]
+    # far telescopes see the upper shower (near the source) first: time grows away from
+    # the source, and the faster the larger the impact
+    assert abs(slope[0]) < 1.0 < slope[1] < slope[2]
+
+
+def _miss(events):
+    """Perpendicular distance of the true source from the image major axis, deg."""
+    out = []
+    for event in events:
+        h = event.dl1.tel[1].parameters.hillas
+        if not np.isfinite(h.intensity) or h.intensity < 100:
+            continue
+        lon, lat = horizontal_to_telescope(
+            event.simulation.shower.alt, event.simulation.shower.az,
+            event.monitoring.pointing.array_altitude, event.monitoring.pointing.array_azimuth,
+        )
+        dx = lon.to_value(u.deg) - h.fov_lon.to_value(u.deg)
+        dy = lat.to_value(u.deg) - h.fov_lat.to_value(u.deg)
+        psi = h.psi.to_value(u.rad)
+        out.append(abs(-dx * np.sin(psi) + dy * np.cos(psi)))
+    return np.array(out)
+
+
+@pytest.mark.slow
+def test_gammas_point_to_the_source_protons_do_not():
+    from ctapipe.image import ImageProcessor
+
+    misses = {}
+    for particle, e_min in (("gamma", 0.1), ("proton", 0.3)):
+        src = AirShowerSimEventSource(
+            particle=particle, n_events=25, seed=21, viewcone_max=1.5, energy_min=e_min, energy_max=10.0,
+            core_max=250.0,
+        )
+        process = ImageProcessor(subarray=src.subarray)
+        events = []
+        for event in src:
+            process(event)
+            events.append(event)
+        misses[particle] = _miss(events)
+    assert len(misses["gamma"]) >= 10 and len(misses["proton"]) >= 10
+    assert np.median(misses["gamma"]) < 0.12
+    assert np.median(misses["proton"]) > 1.5 * np.median(misses["gamma"])
+
+
+def test_muon_ring_radius_and_intensity():
+    rng = np.random.default_rng(4)
+    lon, lat = muon_ring_photons(rng, 11.0, 1.2, 25.0, np.array([0.3, -0.2]), impact=0.0)
+    radius = np.hypot(lon - 0.3, lat + 0.2)
+    assert np.median(radius) == pytest.approx(1.2, abs=0.02)
+    assert len(lon) == pytest.approx(25.0 * 2 * np.pi * 11.0, rel=0.1)
+    # a muon passing outside the mirror lights only an arc
+    lon_out, _ = muon_ring_photons(rng, 11.0, 1.2, 25.0, np.array([0.0, 0.0]), impact=15.0)
+    assert 0 < len(lon_out) < 0.6 * len(lon)
+
+
+def test_trigger_needs_a_compact_bright_group(source):
+    detector = source.detector
+    n_pix = source.subarray.tel[1].camera.geometry.n_pixels
+    rng = np.random.default_rng(5)
+    # night-sky background alone does not trigger
+    empty = detector.respond(1, np.zeros(0), np.zeros(0), np.zeros(0), rng)
+    assert not detector.triggered(1, empty)
+    # 300 p.e. in a 0.1 deg spot does
+    spot = detector.respond(1, rng.normal(0.5, 0.05, 300), rng.normal(0.2, 0.05, 300), np.full(300, 18.0), rng)
+    assert spot.true_image.sum() == 300
+    assert detector.triggered(1, spot)
+    assert n_pix == len(spot.image)
+
+
+def test_same_seed_same_events():
+    def run(seed):
+        src = AirShowerSimEventSource(n_events=3, seed=seed, viewcone_max=1.0, energy_min=0.1, core_max=200.0)
+        return [(e.simulation.shower.energy.to_value(u.TeV), e.dl1.tel[1].image.copy()) for e in src]
+
+    a, b, c = run(7), run(7), run(8)
+    for (ea, ia), (eb, ib) in zip(a, b):
+        assert ea == eb
+        np.testing.assert_array_equal(ia, ib)
+    assert a[0][0] != c[0][0]

@@ -1,0 +1,159 @@
+"""Losses, task balancing, metrics, checkpoints and the epoch loop."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ctapipe_gammalearn.training.balancing import FixedWeights, GradNorm, UncertaintyWeighting, make_balancer
+from ctapipe_gammalearn.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ctapipe_gammalearn.training.losses import TASKS, MultitaskLoss
+from ctapipe_gammalearn.training.metrics import binned_metrics, summary_metrics
+
+
+def make_batch(n=8, gamma_fraction=0.5, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    n_gamma = int(n * gamma_fraction)
+    return {
+        "particle": torch.tensor([0] * n_gamma + [1] * (n - n_gamma)),
+        "log10_energy": torch.randn(n, generator=gen),
+        "fov_offset": torch.randn(n, 2, generator=gen),
+        "impact": 100 * torch.randn(n, 2, generator=gen),
+        "weight": torch.ones(n),
+    }
+
+
+def perfect_outputs(batch, logvar=0.0):
+    n = len(batch["particle"])
+    logits = torch.nn.functional.one_hot(batch["particle"], 2).float() * 20
+    return (
+        logits,
+        batch["log10_energy"].clone(),
+        torch.full((n,), logvar),
+        batch["fov_offset"].clone(),
+        torch.full((n, 2), logvar),
+        batch["impact"].clone(),
+        torch.full((n, 2), logvar),
+    )
+
+
+def test_loss_zero_for_perfect_and_scaled_units():
+    batch = make_batch()
+    l1 = MultitaskLoss("l1")(perfect_outputs(batch), batch)
+    assert all(float(l1[t]) < 1e-6 for t in TASKS)
+    # 100 m impact error == 1 normalised unit; 0.5 deg direction error == 0.5
+    out = list(perfect_outputs(batch))
+    out[5] = out[5] + 100.0
+    out[3] = out[3] + 0.5
+    l1 = MultitaskLoss("l1")(out, batch)
+    assert float(l1["impact"]) == pytest.approx(1.0)
+    assert float(l1["direction"]) == pytest.approx(0.5)
+
+
+def test_gaussian_nll_trains_the_log_variance():
+    """The NLL is minimal where the predicted variance equals the squared error."""
+    batch = make_batch()
+    loss = MultitaskLoss("gaussian_nll", conditional=False)
+    out = list(perfect_outputs(batch))
+    out[1] = out[1] + 0.3  # energy error 0.3 in log10 E
+    values = {}
+    for logvar in (-6.0, 2 * math.log(0.3), 2.0):
+        out[2] = torch.full_like(out[2], logvar)
+        values[logvar] = float(loss(out, batch)["energy"])
+    assert values[2 * math.log(0.3)] < min(values[-6.0], values[2.0])
+    assert values[2 * math.log(0.3)] == pytest.approx(0.5 * (2 * math.log(0.3) + 1))
+
+
+def test_conditional_ignores_protons():
+    batch = make_batch(gamma_fraction=0.5)
+    out = list(perfect_outputs(batch))
+    out[1] = out[1] + (batch["particle"] == 1).float() * 5.0  # bad energies only for protons
+    assert float(MultitaskLoss("l1", conditional=True)(out, batch)["energy"]) == pytest.approx(0.0)
+    assert float(MultitaskLoss("l1", conditional=False)(out, batch)["energy"]) == pytest.approx(2.5)
+    # a batch of protons only: zero regression loss, still differentiable
+    protons = make_batch(gamma_fraction=0.0)
+    out = [o.clone().requires_grad_(True) for o in perfect_outputs(protons)]
+    losses = MultitaskLoss("gaussian_nll")(out, protons)
+    assert float(losses["energy"].detach()) == 0.0
+    sum(losses.values()).backward()
+    assert out[0].grad is not None
+
+
+def test_class_weights_enter_the_loss():
+    batch = make_batch(gamma_fraction=0.5)
+    out = list(perfect_outputs(batch))
+    out[0] = torch.zeros_like(out[0])  # uninformative logits: CE = ln 2 for every event
+    out[0][batch["particle"] == 1] = torch.tensor([5.0, -5.0])  # protons badly wrong
+    even = float(MultitaskLoss()(out, batch)["particle"])
+    batch["weight"] = torch.where(batch["particle"] == 1, 3.0, 1.0)
+    heavy = float(MultitaskLoss()(out, batch)["particle"])
+    assert heavy > even
+
+
+def test_balancers():
+    losses = {t: torch.tensor(float(i + 1), requires_grad=True) for i, t in enumerate(TASKS)}
+    fixed = FixedWeights(TASKS, {"impact": 0.0})
+    assert float(fixed(losses)) == pytest.approx(1 + 2 + 3)
+    unc = UncertaintyWeighting(TASKS)
+    assert float(unc(losses)) == pytest.approx(10.0)  # s_i = 0
+    unc(losses).backward()
+    # d/ds (exp(-s) L + s) = 1 - L: tasks with larger loss get larger variance (smaller weight)
+    np.testing.assert_allclose(unc.log_vars.grad.numpy(), [0.0, -1.0, -2.0, -3.0])
+    with pytest.raises(ValueError):
+        make_balancer("magic", TASKS)
+
+
+def test_gradnorm_moves_weights_toward_balance():
+    """A task whose gradient on the shared layer is much larger loses weight."""
+    torch.manual_seed(0)
+    shared = torch.nn.Linear(4, 4)
+    x = torch.randn(16, 4)
+    gradnorm = GradNorm(TASKS, alpha=0.0, lr=0.1)
+    for _ in range(5):
+        h = shared(x)
+        losses = {t: (h * (10.0 if t == "impact" else 1.0)).pow(2).mean() for t in TASKS}
+        gradnorm.update(losses, shared.weight)
+    weights = gradnorm.task_weights()
+    assert weights["impact"] < min(weights[t] for t in TASKS if t != "impact")
+    assert sum(weights.values()) == pytest.approx(len(TASKS))
+
+
+def test_metrics():
+    rng = np.random.default_rng(0)
+    n = 400
+    particle = np.repeat([0, 1], n // 2)
+    log_e = rng.uniform(-1, 1, n)
+    labels = {"particle": particle, "log10_energy": log_e, "fov_offset": np.zeros((n, 2)), "impact": np.zeros((n, 2))}
+    sep = np.where(particle == 0, 2.0, -2.0) + rng.normal(0, 1, n)
+    outputs = {
+        "class_logits": np.c_[sep, np.zeros(n)],
+        "log10_energy": log_e + np.log10(1.1),  # every energy 10 % high
+        "fov_offset": np.c_[np.full(n, 0.3), np.full(n, 0.4)],  # 0.5 deg off
+        "impact": np.zeros((n, 2)),
+    }
+    summary = summary_metrics(outputs, labels)
+    assert summary["energy_resolution"] == pytest.approx(0.1, rel=1e-6)
+    assert summary["angular_resolution_deg"] == pytest.approx(0.5)
+    assert 0.95 < summary["roc_auc"] < 1.0
+    rows = binned_metrics(outputs, labels)
+    assert sum(r["n_gamma"] + r["n_proton"] for r in rows) == n
+    assert all(r["energy_resolution"] == pytest.approx(0.1, rel=1e-6) for r in rows if r["n_gamma"])
+    labels["particle"] = np.zeros(n, int)
+    assert math.isnan(summary_metrics(outputs, labels)["roc_auc"])  # one class: undefined
+
+
+def test_checkpoint_atomic_and_rng(tmp_path):
+    path = tmp_path / "checkpoint_last.pt"
+    with pytest.raises(KeyError):
+        save_checkpoint({"model_state": {}}, path)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    torch.manual_seed(3)
+    state = {"model_state": {"w": torch.ones(2)}, "model_config": {}, "lattice": {"coords": np.zeros(3)},
+             "telescope_type": "LST_LST_LSTCam", "training": {}, "rng_state": rng_state()}
+    save_checkpoint(state, path)
+    expected = torch.rand(3)
+    torch.rand(10)
+    set_rng_state(load_checkpoint(path)["rng_state"])
+    torch.testing.assert_close(torch.rand(3), expected)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_last.pt"]
