@@ -72,3 +72,29 @@ def lst1_performance(zenith="10.00", gh_efficiency="0.9"):
         if match:
             rows.append(tuple(float(v) for v in match.groups()))
     return Table(rows=rows, names=["energy_min", "energy_max", "angular_resolution", "energy_resolution"])
+
+
+def simtel_lst_images(particle):
+    """LST images of the small sim_telarray files in dl1/ (ctapipe 0.28 default processing)."""
+    import warnings
+
+    import astropy.units as u
+    from astropy.table import vstack
+    from ctapipe.io import TableLoader
+
+    tables_ = []
+    for path in sorted((SHARED_DATA / "dl1").glob(f"{particle}__*.dl1.h5")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with TableLoader(path, focal_length_choice="EQUIVALENT") as loader:
+                by_type = loader.read_telescope_events_by_type(dl1_parameters=True, simulated=True)
+        for tel_type, table in by_type.items():
+            if not str(tel_type).startswith("LST"):
+                continue
+            t = Table()
+            for col in ("hillas_width", "hillas_length"):
+                t[col] = u.Quantity(table[col], u.deg).to_value(u.deg)
+            for col in ("hillas_intensity", "morphology_n_islands", "morphology_n_pixels"):
+                t[col] = np.asarray(table[col], dtype=float)
+            tables_.append(t)
+    return vstack(tables_)

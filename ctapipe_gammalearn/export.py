@@ -230,7 +230,10 @@ def export_checkpoint(checkpoint_path, output_stem, opset=17, overwrite=False):
     try:
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001
-        raise ExportError(f"{checkpoint_path}: not a readable checkpoint ({err})") from None
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ExportError(f"{checkpoint_path}: not a readable checkpoint ({first_line})") from None
+    if not isinstance(checkpoint, dict):
+        raise ExportError(f"{checkpoint_path}: not a checkpoint dict")
     missing = {"model_state", "model_config", "lattice", "telescope_type"} - set(checkpoint)
     if missing:
         raise ExportError(f"{checkpoint_path}: checkpoint lacks {sorted(missing)}")

@@ -102,6 +102,9 @@ def _onnxruntime_quiet(ort):
         ort.set_default_logger_severity(_QUIET)
 
 
+_cuda_works = {}  # per process: a failed CUDA start is not retried for every model
+
+
 def choose_providers(model_bytes, preferred=None):
     """Execution providers that really initialise for this model.
 
@@ -113,7 +116,7 @@ def choose_providers(model_bytes, preferred=None):
     available = ort.get_available_providers()
     if preferred:
         return [p for p in preferred if p in available] or ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in available:
+    if "CUDAExecutionProvider" in available and _cuda_works.get("ok", True):
         options = ort.SessionOptions()
         options.log_severity_level = _SILENT
         with _onnxruntime_quiet(ort):
@@ -121,10 +124,11 @@ def choose_providers(model_bytes, preferred=None):
                 trial = ort.InferenceSession(
                     model_bytes, options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
                 )
-                if "CUDAExecutionProvider" in trial.get_providers():
-                    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-            except Exception:  # noqa: BLE001 - any failure means: no usable CUDA
+                _cuda_works["ok"] = "CUDAExecutionProvider" in trial.get_providers()
+            except Exception:  # noqa: BLE001 - e.g. a corrupt file: the CPU session will say so
                 pass
+        if _cuda_works.get("ok"):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
 

@@ -9,10 +9,9 @@ import astropy.units as u
 import numpy as np
 import pytest
 import tables
-from astropy.table import Table
+from astropy.table import Table, join, vstack
 from ctapipe.core import run_tool
-from ctapipe.io import TableLoader
-from ctapipe.io.astropy_helpers import write_table
+from ctapipe.io.astropy_helpers import read_table, write_table
 
 from ctapipe_gammalearn.compat import PARTICLE_TYPE_KEY
 from ctapipe_gammalearn.evaluation.events import (
@@ -63,9 +62,12 @@ def add_dl2(path, seed=0):
     """Write mono and stereo DL2 of every prefix in SPREAD/DIRECTION_SPREAD_DEG/SEPARATION."""
     rng = np.random.default_rng(seed)
     kinds = {"energy": SPREAD, "geometry": DIRECTION_SPREAD_DEG, PARTICLE_TYPE_KEY: SEPARATION}
-    with TableLoader(path, focal_length_choice="EQUIVALENT") as loader:
-        tel = loader.read_telescope_events(simulated=True, dl1_parameters=False, instrument=False)
-        sub = loader.read_subarray_events(simulated=True)
+    # plain table reads: the TableLoader is slow on files with many telescopes
+    sub = read_table(path, "/simulation/event/subarray/shower")
+    with tables.open_file(path) as h5:
+        names = list(h5.get_node("/dl1/event/telescope/parameters")._v_children)
+    index = [read_table(path, f"/dl1/event/telescope/parameters/{n}")[["obs_id", "event_id", "tel_id"]] for n in names]
+    tel = join(vstack(index), sub, keys=["obs_id", "event_id"])
     for kind, prefixes in kinds.items():
         for prefix in prefixes:
             table = Table(sub[["obs_id", "event_id"]])

@@ -29,7 +29,7 @@ def simulate(directory, particle, n_events, seed, obs_id=1, extra=()):
     return path
 
 
-def simulated_dl1(tmp_path_factory, n_events=40):
+def simulated_dl1(tmp_path_factory, n_events=30):
     """Two gamma and two proton files (different seeds and obs_ids), made once per session."""
     directory = tmp_path_factory.getbasetemp() / "gammalearn_simulated"
     directory.mkdir(exist_ok=True)

@@ -86,8 +86,8 @@ def _train(tool: Tool, config, out, *inputs, small):
 def test_baseline_chain(tmp_path):
     """Train the three baseline models (few trees), apply them, benchmark the result."""
     gamma, proton = tmp_path / "gamma.dl1.h5", tmp_path / "proton.dl1.h5"
-    _simulate(gamma, "gamma", 100, seed=11)
-    _simulate(proton, "proton", 100, seed=12)
+    _simulate(gamma, "gamma", 60, seed=11)
+    _simulate(proton, "proton", 40, seed=12)
     few = ["--CrossValidator.n_cross_validations=2", "--n-jobs=1"]
     energy, disp, clf = (tmp_path / f"{n}.pkl" for n in ("energy", "disp", "clf"))
     _train(TrainEnergyRegressor(), "baseline_energy_regressor.yaml", energy, f"--input={gamma}",
@@ -109,7 +109,7 @@ def test_baseline_chain(tmp_path):
     from ctapipe_gammalearn.tools.benchmark import BenchmarkTool
 
     report = tmp_path / "report"
-    argv = [*(f"--input={p}" for p in dl2), f"--output-dir={report}", "--bins-per-decade=2"]
+    argv = [*(f"--input={p}" for p in dl2), f"--output-dir={report}", "--bins-per-decade=1"]
     assert run_tool(BenchmarkTool(), argv=argv, raises=True) == 0
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["references"]["mono"] == {

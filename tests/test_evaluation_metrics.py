@@ -209,8 +209,12 @@ def test_benchmark_all_side_by_side(rng):
         > mono["RandomForestClassifier"][PARTICLE_TYPE_KEY]["overall"]["auc"]
     )
     assert metrics["stereo"] == {}
-    text = format_tables(tables, refs)
+    text = format_tables(tables, refs, metrics)
     assert "GammaPhysNetEnergy/ref" in text and "[mono] energy resolution" in text
+    # empty bins are left out of the printed table, the overall row is added
+    block = text.split("[mono] energy resolution")[1].split("\n\n")[0]
+    assert block.count("\n") == 2 + int(np.sum(tables["mono"]["energy"]["GammaPhysNetEnergy"]["n_events"] > 0)) + 1
+    assert block.splitlines()[-1].split()[:2] == ["all", str(mono["GammaPhysNetEnergy"]["energy"]["overall"]["n_events"])]
     # JSON has no NaN (null instead) and keeps the empty last bin
     encoded = to_json(metrics)
     assert "NaN" not in encoded

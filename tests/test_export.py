@@ -101,3 +101,73 @@ def test_parity_failure_removes_outputs(geometry, tmp_path):
 def test_output_paths_strip_known_suffix(tmp_path):
     assert output_paths(tmp_path / "m.onnx") == (tmp_path / "m.onnx", tmp_path / "m.pt")
     assert output_paths(tmp_path / "m") == (tmp_path / "m.onnx", tmp_path / "m.pt")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(lst1_subarray, tmp_path_factory):
+    """A checkpoint in the format of docs/architecture.md, for an untrained small network."""
+    from ctapipe_gammalearn.lattice import Lattice
+    from ctapipe_gammalearn.nn import GammaPhysNet
+
+    lattice = Lattice.from_geometry(lst1_subarray.tel[1].camera.geometry)
+    torch.manual_seed(3)
+    net = GammaPhysNet(lattice, preset="small")
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
+    torch.save(
+        {
+            "model_state": net.state_dict(),
+            "model_config": net.config,
+            "lattice": lattice.to_dict(),
+            "telescope_type": str(lst1_subarray.tel[1]),
+            "training": {"epoch": 7, "run": "unit-test"},
+            "optimizer_state": {},
+        },
+        path,
+    )
+    return path, net
+
+
+def test_export_tool_from_checkpoint(checkpoint, tmp_path):
+    from ctapipe.core import run_tool
+
+    from ctapipe_gammalearn.runtime import load_model
+    from ctapipe_gammalearn.tools.export import ExportTool
+
+    path, net = checkpoint
+    stem = tmp_path / "lst"
+    argv = [f"--checkpoint={path}", f"--output={stem}"]
+    assert run_tool(ExportTool(), argv, cwd=tmp_path, raises=False) == 0
+    runtime = load_model(stem.with_suffix(".onnx"))
+    assert runtime.card.trained
+    assert runtime.card.training["epoch"] == 7 and runtime.card.training["checkpoint"] == str(path.resolve())
+    assert runtime.card.preset == "small"
+    image, peak_time = example_inputs(runtime.card.n_pixels, batch=5, seed=9)
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(image), torch.from_numpy(peak_time))
+    got = runtime.predict(image, peak_time)
+    for name, ref in zip(OUTPUT_NAMES, expected):
+        np.testing.assert_allclose(got[name], ref.numpy(), rtol=1e-4, atol=1e-4)
+
+    # a second run does not replace the files without --overwrite
+    before = stem.with_suffix(".onnx").stat().st_mtime_ns
+    assert run_tool(ExportTool(), argv, cwd=tmp_path, raises=False) != 0
+    assert stem.with_suffix(".onnx").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("problem", ["missing", "not a checkpoint", "incomplete"])
+def test_export_tool_bad_checkpoint(problem, tmp_path, capfd):
+    from ctapipe.core import run_tool
+
+    from ctapipe_gammalearn.tools.export import ExportTool
+
+    path = tmp_path / "ckpt.pt"
+    if problem == "not a checkpoint":
+        path.write_bytes(b"\x00" * 64)
+    elif problem == "incomplete":
+        torch.save({"model_state": {}}, path)
+    capfd.readouterr()
+    argv = [f"--checkpoint={path}", f"--output={tmp_path / 'out'}"]
+    assert run_tool(ExportTool(), argv, cwd=tmp_path, raises=False) != 0
+    err = capfd.readouterr().err
+    assert "ckpt.pt" in err
+    assert not list(tmp_path.glob("out*"))

@@ -225,3 +225,26 @@ def test_bad_arguments(hex_lattice):
         LatticeConv(1, 1, hex_lattice, impl="fast")
     with pytest.raises(ValueError, match="mode"):
         LatticePool(hex_lattice, "median")
+
+
+@pytest.mark.parametrize("impl", ["grid", "gather"])
+def test_conv_exports_to_onnx(hex_lattice, impl):
+    import io
+
+    ort = pytest.importorskip("onnxruntime")
+    conv = LatticeConv(2, 3, hex_lattice, impl=impl)
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        conv,
+        (torch.randn(2, 2, hex_lattice.n_pixels),),
+        buffer,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    x = torch.randn(5, 2, hex_lattice.n_pixels)
+    (y,) = session.run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(y, conv(x).detach().numpy(), rtol=1e-5, atol=1e-6)

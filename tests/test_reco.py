@@ -253,3 +253,100 @@ assert "torch" not in sys.modules
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split("valid")[-1]) > 0
+
+
+@pytest.mark.slow
+def test_process_every_simtel_file(shared_data, tmp_path):
+    """An untrained `small` network per camera layout, on every real sim_telarray file."""
+    import torch
+
+    from ctapipe_gammalearn.lattice import Lattice
+    from ctapipe_gammalearn.nn import GammaPhysNet
+
+    exported = {}  # (fingerprint, size class) -> model, shared between files
+    simtel_files = sorted((shared_data / "simtel").glob("*/*.simtel.*"))
+    assert len(simtel_files) > 10
+    for path in simtel_files:
+        with EventSource(path, focal_length_choice="EQUIVALENT", max_events=1) as source:
+            types = {str(t): t for t in source.subarray.telescope_types}
+        models = set()
+        for name, tel_type in sorted(types.items()):
+            lattice = Lattice.from_geometry(tel_type.camera.geometry)
+            key = (lattice.fingerprint, name.split("_")[0])
+            if key not in exported:
+                torch.manual_seed(len(exported))
+                net = GammaPhysNet(lattice, preset="small")
+                stem = tmp_path / f"model_{len(exported)}"
+                exported[key] = export_model(net, lattice, name, stem)["onnx"]
+            models.add(exported[key])
+        output = tmp_path / f"{path.name}.dl2.h5"
+        argv = [
+            f"--input={path}",
+            f"--output={output}",
+            "--max-events=2",
+            "--SimTelEventSource.focal_length_choice=EQUIVALENT",
+        ] + [f"--GammaPhysNetReconstructor.model_paths={m}" for m in sorted(models)]
+        assert process(argv, tmp_path) == 0, path.name
+        check_dl2(output)
+
+
+def _outputs(n, rng):
+    return {
+        "class_logits": rng.normal(size=(n, 2)).astype("f4"),
+        "log10_energy": rng.normal(size=n).astype("f4"),
+        "log10_energy_logvar": rng.normal(-3, 0.5, size=n).astype("f4"),
+        "fov_offset": rng.normal(0, 1, size=(n, 2)).astype("f4"),
+        "fov_offset_logvar": rng.normal(-4, 0.5, size=(n, 2)).astype("f4"),
+        "impact": rng.normal(0, 100, size=(n, 2)).astype("f4"),
+        "impact_logvar": rng.normal(6, 0.5, size=(n, 2)).astype("f4"),
+    }
+
+
+def test_dl2_columns_physics():
+    from ctapipe.reco.reconstructor import ReconstructionProperty as P
+
+    from ctapipe_gammalearn.dl2 import dl2_columns
+
+    rng = np.random.default_rng(0)
+    out = _outputs(6, rng)
+    out["fov_offset"][0] = 0.0  # source at the camera centre: the pointing direction
+    out["log10_energy"][1] = np.nan  # a broken output invalidates only that property
+    valid = np.array([True, True, True, True, True, False])
+    cols = dl2_columns(out, valid, 70 * u.deg, 20 * u.deg, 10 * u.m, -5 * u.m)
+
+    energy = cols[P.ENERGY]
+    np.testing.assert_allclose(energy["energy"][0].to_value(u.TeV), 10 ** out["log10_energy"][0], rtol=1e-6)
+    sigma = np.exp(0.5 * out["log10_energy_logvar"][0])
+    np.testing.assert_allclose(
+        energy["energy_uncert"][0] / energy["energy"][0], np.log(10) * sigma, rtol=1e-6
+    )
+    np.testing.assert_array_equal(energy["is_valid"], [True, False, True, True, True, False])
+
+    logits = out["class_logits"].astype("f8")
+    expected = np.exp(logits[:, 0]) / np.exp(logits).sum(axis=1)
+    np.testing.assert_allclose(cols[P.PARTICLE_TYPE]["prediction"][:5], expected[:5], rtol=1e-6)
+    assert np.isnan(cols[P.PARTICLE_TYPE]["prediction"][5])
+
+    geometry = cols[P.GEOMETRY]
+    assert u.isclose(geometry["alt"][0], 70 * u.deg) and u.isclose(geometry["az"][0], 20 * u.deg)
+    np.testing.assert_array_equal(geometry["is_valid"], valid)
+    sigma = np.exp(0.5 * out["fov_offset_logvar"][2])
+    np.testing.assert_allclose(geometry["ang_distance_uncert"][2].to_value(u.deg), np.hypot(*sigma), rtol=1e-6)
+    np.testing.assert_allclose(geometry["core_x"][2].to_value(u.m), 10 + out["impact"][2, 0], rtol=1e-6)
+    assert np.isnan(geometry["alt"][5])
+
+
+def test_dl2_tables_use_ctapipe_column_names():
+    from ctapipe.containers import ReconstructedGeometryContainer
+    from ctapipe.reco.reconstructor import ReconstructionProperty as P
+
+    from ctapipe_gammalearn.dl2 import columns_to_container, columns_to_table, dl2_columns
+
+    cols = dl2_columns(_outputs(3, np.random.default_rng(1)), np.ones(3, bool), 60 * u.deg, 0 * u.deg, 0 * u.m, 0 * u.m)
+    table = columns_to_table(P.GEOMETRY, cols[P.GEOMETRY])
+    for name in ReconstructedGeometryContainer.fields:
+        if name != "telescopes":
+            assert f"{GEOMETRY_PREFIX}_tel_{name}" in table.colnames
+    container = columns_to_container(P.GEOMETRY, cols[P.GEOMETRY], 1)
+    assert container.prefix == f"{GEOMETRY_PREFIX}_tel" and container.is_valid is True
+    assert u.isclose(container.alt, table[f"{GEOMETRY_PREFIX}_tel_alt"].quantity[1])

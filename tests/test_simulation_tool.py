@@ -121,3 +121,12 @@ def test_subarray_from_file(shared_data, tmp_path):
     assert len(trigger) == 3
     # bright showers close to the array centre trigger several telescopes (stereo)
     assert max(np.count_nonzero(t) for t in trigger["tels_with_trigger"]) >= 2
+
+
+def test_event_source_plugin():
+    from ctapipe.io import EventSource
+
+    source = EventSource.from_name("AirShowerSimEventSource", n_events=1, seed=0)
+    assert source.is_simulation
+    assert not source.is_compatible("any_file.simtel.zst")
+    assert source.subarray.tel[1].camera.name == "LSTCam"

@@ -157,3 +157,78 @@ def test_checkpoint_atomic_and_rng(tmp_path):
     set_rng_state(load_checkpoint(path)["rng_state"])
     torch.testing.assert_close(torch.rand(3), expected)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_last.pt"]
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(lst1_subarray):
+    """A tiny γ-PhysNet on LSTCam and a synthetic in-memory "cache" (dict of arrays)."""
+    from ctapipe_gammalearn.lattice import Lattice
+    from ctapipe_gammalearn.nn.physnet import GammaPhysNet
+
+    geometry = lst1_subarray.tel[1].camera.geometry
+    lattice = Lattice.from_geometry(geometry)
+    rng = np.random.default_rng(0)
+    n = 24
+    cache = {
+        "image": rng.exponential(3.0, (n, geometry.n_pixels)).astype(np.float16),
+        "peak_time": rng.uniform(0, 30, (n, geometry.n_pixels)).astype(np.float16),
+        "log10_energy": rng.uniform(-1, 1, n).astype(np.float32),
+        "fov_offset": rng.normal(0, 1, (n, 2)).astype(np.float32),
+        "impact": rng.normal(0, 100, (n, 2)).astype(np.float32),
+        "particle": np.tile([0, 1], n // 2).astype(np.int8),
+        "weight": np.ones(n, np.float32),
+    }
+
+    def model():
+        torch.manual_seed(0)
+        return GammaPhysNet(lattice, preset="small", channels=(4, 8), blocks=(1, 1), head_hidden=8)
+
+    return cache, model
+
+
+def make_trainer(tiny_setup, tmp_path, balancing="fixed", lr=1e-3, **kwargs):
+    from ctapipe_gammalearn.data import BatchStream
+    from ctapipe_gammalearn.training.loop import Trainer
+    from ctapipe_gammalearn.training.setup import make_optimizer
+
+    cache, build = tiny_setup
+    model = build()
+    balancer = make_balancer(balancing, TASKS)
+    train = BatchStream(cache, np.arange(16), batch_size=8, seed=1)
+    val = BatchStream(cache, np.arange(16, 24), batch_size=8, shuffle=False)
+    return Trainer(model, MultitaskLoss("l1"), balancer, make_optimizer(model, balancer, lr, 0.0), train, val,
+                   checkpoint_info={"model_config": model.config, "lattice": {}, "telescope_type": "LST",
+                                    "training": {}},
+                   checkpoint_dir=tmp_path, progress=False, **kwargs)
+
+
+def test_trainer_gradnorm_extra_terms_and_checkpoint(tiny_setup, tmp_path):
+    calls = []
+
+    def domain_term(model, batch, epoch, step):
+        calls.append((epoch, step))
+        return {"domain": 0.0 * model(batch["image"], batch["peak_time"])[0].sum()}
+
+    trainer = make_trainer(tiny_setup, tmp_path, balancing="gradnorm", extra_terms=[domain_term])
+    history = trainer.fit(2)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert calls == [(1, 0), (1, 1), (2, 2), (2, 3)]
+    weights = history[-1]["task_weights"]
+    assert sum(weights.values()) == pytest.approx(4.0)
+    assert any(abs(w - 1.0) > 1e-4 for w in weights.values())  # GradNorm moved them
+    checkpoint = load_checkpoint(tmp_path / "checkpoint_last.pt")
+    assert checkpoint["epoch"] == 2 and len(checkpoint["history"]) == 2
+    assert (tmp_path / "checkpoint_best.pt").exists()
+
+
+def test_trainer_early_stopping(tiny_setup, tmp_path, monkeypatch):
+    """Stop once the validation loss has not improved for `patience` epochs; best epoch kept."""
+    trainer = make_trainer(tiny_setup, tmp_path, patience=2)
+    losses = iter([3.0, 2.0, 2.5, 2.1, 1.0])
+    monkeypatch.setattr(trainer, "train_epoch", lambda epoch: {"train_loss": 1.0, "images_per_s": 1.0})
+    monkeypatch.setattr(trainer, "validate", lambda: {"val_loss": next(losses)})
+    history = trainer.fit(10)
+    assert [h["val_loss"] for h in history] == [3.0, 2.0, 2.5, 2.1]
+    assert trainer.stopped_early and trainer.best_epoch == 2 and trainer.best_val_loss == 2.0
+    assert load_checkpoint(tmp_path / "checkpoint_best.pt")["epoch"] == 2
+    assert load_checkpoint(tmp_path / "checkpoint_last.pt")["epoch"] == 4

@@ -118,28 +118,44 @@ def to_json(metrics, **header) -> str:
     return json.dumps(clean({**header, **metrics}), indent=1)
 
 
-def format_tables(tables, references):
-    """Side-by-side text: one table per level and metric, one column per reconstructor,
-    plus the ratio to the reference."""
+def _float(value):
+    return np.nan if value is None else float(value)
+
+
+def format_tables(tables, references, metrics=None):
+    """Side-by-side text: one table per level and metric, one row per non-empty
+    energy bin (plus ``all`` when ``metrics`` is given), one column per
+    reconstructor (reference first), each followed by its ratio to the reference."""
     blocks = []
     for level, kinds in tables.items():
         for metric, (kind, label, _) in METRICS.items():
             per_prefix = kinds.get(kind, {})
             if not per_prefix:
                 continue
-            first = next(iter(per_prefix.values()))
-            out = Table()
-            out["E_min [TeV]"] = np.round(first["true_energy_low"].to_value(u.TeV), 3)
-            out["E_max [TeV]"] = np.round(first["true_energy_high"].to_value(u.TeV), 3)
-            out["n_events"] = first["n_events"]
             ref = references.get(level, {}).get(kind)
-            for prefix, table in per_prefix.items():
-                out[prefix] = np.asarray(table[metric], dtype=float)
-                out[prefix].format = ".3f"
-                if ref and prefix != ref and metric != "energy_bias":
+            order = sorted(per_prefix, key=lambda p: (p != ref, p))
+            first = per_prefix[order[0]]
+            filled = np.asarray(first["n_events"]) > 0
+            columns = {
+                "E_min [TeV]": [f"{v:.3g}" for v in first["true_energy_low"].to_value(u.TeV)[filled]],
+                "E_max [TeV]": [f"{v:.3g}" for v in first["true_energy_high"].to_value(u.TeV)[filled]],
+                "n_events": list(np.asarray(first["n_events"])[filled]),
+            }
+            values = {p: list(np.asarray(per_prefix[p][metric], dtype=float)[filled]) for p in order}
+            if metrics is not None:
+                columns["E_min [TeV]"].append("all")
+                columns["E_max [TeV]"].append("")
+                columns["n_events"].append(metrics[level][order[0]][kind]["overall"]["n_events"])
+                for p in order:
+                    values[p].append(_float(metrics[level][p][kind]["overall"].get(metric)))
+            out = Table(columns)
+            for p in order:
+                out[p] = np.array(values[p])
+                out[p].format = ".3f"
+                if ref and p != ref and metric != "energy_bias":
                     with np.errstate(invalid="ignore", divide="ignore"):
-                        out[f"{prefix}/ref"] = out[prefix] / np.asarray(per_prefix[ref][metric], dtype=float)
-                    out[f"{prefix}/ref"].format = ".2f"
+                        out[f"{p}/ref"] = out[p] / np.array(values[ref])
+                    out[f"{p}/ref"].format = ".2f"
             title = f"[{level}] {label}" + (f" (reference: {ref})" if ref else "")
             blocks.append(title + "\n" + "\n".join(out.pformat(max_lines=-1, max_width=-1)))
     return "\n\n".join(blocks)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modelcard import CLASS_NAMES
-from .layers import DualAttention, LatticeBatchNorm, LatticeConv, _pixel_sum, lattice_pool, to_grid
+from .layers import DualAttention, LatticeBatchNorm, LatticeConv, lattice_pool, pixel_sum, to_grid
 
 __all__ = ["GammaPhysNet", "PRESETS", "TARGET_SCALE", "TARGET_OFFSET", "ResidualBlock"]
 
@@ -184,7 +184,7 @@ class GammaPhysNet(nn.Module):
         x = F.relu(self.stem_bn(self.stem(x)))
         for stage in self.stages:
             x = stage(x)
-        return _pixel_sum(x) / self.n_final_pixels
+        return pixel_sum(x) / self.n_final_pixels
 
     def forward(self, image, peak_time):
         f = self.features(image, peak_time)

@@ -121,7 +121,7 @@ class BenchmarkTool(Tool):
             background_ids=tuple(self.background_ids),
             min_events=self.min_events,
         )
-        print(format_tables(self.tables, self.references))
+        print(format_tables(self.tables, self.references, self.metrics))
 
     def finish(self):
         parent = self.output_dir.resolve().parent

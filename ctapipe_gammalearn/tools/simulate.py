@@ -1,6 +1,7 @@
 """ctapipe-gammalearn-simulate: generate labelled air showers into a standard ctapipe DL1 file."""
 
 import os
+import signal
 
 import tables
 from ctapipe.core import Provenance, Tool, ToolConfigurationError
@@ -88,6 +89,8 @@ class SimulateTool(Tool):
             raise
 
     def start(self):
+        # a terminated run must not leave its partial file behind
+        signal.signal(signal.SIGTERM, _raise_system_exit)
         try:
             for event in tqdm(
                 self.source,
@@ -126,6 +129,10 @@ class SimulateTool(Tool):
             writer._writer.close()
         if self._partial.exists():
             self._partial.unlink()
+
+
+def _raise_system_exit(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _set_thrown_showers(path, n_thrown):

@@ -4,13 +4,13 @@ A checkpoint is written to a temporary file in the same folder and renamed,
 so a run killed at any moment leaves either the previous or the new one.
 """
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .atomic import atomic_path
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "REQUIRED_KEYS"]
 
@@ -41,19 +41,8 @@ def save_checkpoint(state: dict, path):
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise KeyError(f"checkpoint lacks {missing}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        _umask = os.umask(0)
-        os.umask(_umask)
-        os.chmod(tmp, 0o666 & ~_umask)  # mkstemp makes owner-only files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

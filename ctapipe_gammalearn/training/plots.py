@@ -1,24 +1,21 @@
 """PNG plots of a training run: loss curves and validation performance per energy bin."""
 
-import os
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .atomic import atomic_path  # noqa: E402
+
 __all__ = ["plot_losses", "plot_performance"]
 
 
 def _save(fig, path):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=100, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def plot_losses(epochs, path):
