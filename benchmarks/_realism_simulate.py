@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import astropy.units as u
-import numpy as np
 from astropy.table import Table
 from ctapipe.core import run_tool
 from ctapipe.io import TableLoader

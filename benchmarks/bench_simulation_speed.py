@@ -28,13 +28,13 @@ SETTINGS = {
 
 def measure(settings, n_events, seed, workdir, write_true_image=True):
     source = AirShowerSimEventSource(n_events=n_events, seed=seed, write_true_image=write_true_image, **settings)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     events = list(source)
-    generate = time.perf_counter() - start
+    generate, generate_cpu = time.perf_counter() - start, time.process_time() - cpu
 
     process_images = ImageProcessor(subarray=source.subarray)
     process_shower = ShowerProcessor(subarray=source.subarray)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with DataWriter(
         source, output_path=Path(workdir) / f"bench_{seed}.h5", overwrite=True,
         write_dl1_images=True, write_dl1_parameters=True, write_dl2=True,
@@ -43,8 +43,10 @@ def measure(settings, n_events, seed, workdir, write_true_image=True):
             process_images(event)
             process_shower(event)
             writer(event)
-    ctapipe = time.perf_counter() - start
-    return dict(generate=generate, ctapipe=ctapipe, thrown=source.n_thrown)
+    ctapipe, ctapipe_cpu = time.perf_counter() - start, time.process_time() - cpu
+    return dict(
+        generate=generate, ctapipe=ctapipe, generate_cpu=generate_cpu, ctapipe_cpu=ctapipe_cpu, thrown=source.n_thrown
+    )
 
 
 def main():
@@ -53,19 +55,24 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     print(f"LST-1, {args.n_events} triggered events per run, median of {args.repeat} runs\n")
-    print("| sample | thrown/triggered | generate (ev/s) | ctapipe processing + writing (ev/s) | end to end (ev/s) |")
+    print("Rates in triggered events per second of wall-clock time, and [per second of this process's CPU time,")
+    print("which a shared, loaded machine disturbs much less].\n")
+    print("| sample | thrown/triggered | generate | ctapipe processing + writing | end to end |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as workdir:
         for name, settings in SETTINGS.items():
             for true_image in (True, False):
                 runs = [measure(settings, args.n_events, seed, workdir, true_image) for seed in range(args.repeat)]
-                gen = np.median([r["generate"] for r in runs])
-                ctp = np.median([r["ctapipe"] for r in runs])
-                tot = np.median([r["generate"] + r["ctapipe"] for r in runs])
+                rate = {}
+                for key in ("", "_cpu"):
+                    gen = np.median([r[f"generate{key}"] for r in runs])
+                    ctp = np.median([r[f"ctapipe{key}"] for r in runs])
+                    tot = np.median([r[f"generate{key}"] + r[f"ctapipe{key}"] for r in runs])
+                    rate[key] = [args.n_events / v for v in (gen, ctp, tot)]
                 thrown = np.median([r["thrown"] for r in runs]) / args.n_events
                 label = f"{name}{'' if true_image else ' (no true image)'}"
-                n = args.n_events
-                print(f"| {label} | {thrown:.1f} | {n / gen:.0f} | {n / ctp:.0f} | {n / tot:.0f} |")
+                cells = " | ".join(f"{w:.0f} [{c:.0f}]" for w, c in zip(rate[""], rate["_cpu"]))
+                print(f"| {label} | {thrown:.1f} | {cells} |")
 
 
 if __name__ == "__main__":

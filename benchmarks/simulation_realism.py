@@ -24,7 +24,7 @@ from ctapipe.reco.preprocessing import horizontal_to_telescope
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _realism_analysis import (  # noqa: E402
-    PROD5_FEATURES, auc_per_intensity, cross_validated_auc, mono_performance, quantiles,
+    PROD5_FEATURES, cross_validated_auc, mono_performance, quantiles,
 )
 from _realism_images import plot_gallery  # noqa: E402
 from _realism_reference import (  # noqa: E402
@@ -45,6 +45,13 @@ def _with_true_fov(table):
     return table
 
 
+def _simulate(args, name, particle, seed, options, pointing=False):
+    return simulated_images(
+        args.cache, name, particle, args.n_gamma if particle == "gamma" else args.n_proton, seed,
+        [*options, *args.sim_option], overwrite=args.resimulate, pointing=pointing,
+    )
+
+
 def _selected(table, min_intensity=50):
     intensity = np.asarray(table["hillas_intensity"], dtype=float)
     return table[np.isfinite(intensity) & (intensity > min_intensity)]
@@ -52,12 +59,12 @@ def _selected(table, min_intensity=50):
 
 def part_a(args):
     sims = {
-        "gamma": simulated_images(args.cache, "prod5like_gamma", "gamma", args.n_gamma, 101, [
+        "gamma": _simulate(args, "prod5like_gamma", "gamma", 101, [
             "--zenith=20", "--viewcone-max=3", "--core-max=800", "--energy-min=0.02", "--energy-max=50",
-        ], overwrite=args.resimulate),
-        "proton": simulated_images(args.cache, "prod5like_proton", "proton", args.n_proton, 102, [
+        ]),
+        "proton": _simulate(args, "prod5like_proton", "proton", 102, [
             "--zenith=20", "--viewcone-max=4", "--core-max=1000", "--energy-min=0.05", "--energy-max=100",
-        ], overwrite=args.resimulate),
+        ]),
     }
     real = {p: prod5_lst_images(p) for p in ("gamma", "proton")}
     rows = []
@@ -88,24 +95,30 @@ def part_a(args):
             q_ref, q_sim = quantiles(simtel[col]), quantiles(_selected(sims[particle])[col])
             fmt = lambda a, f="{:.3f}": " / ".join(f.format(v) for v in a)  # noqa: E731
             print(f"| {particle} | {col} | {fmt(q_ref)}, {len(simtel)} | {fmt(q_sim)} | {fmt((q_sim / q_ref - 1) * 100, '{:+.0f}%')} |")
+    _recleaning_check(Path(args.cache) / "prod5like_gamma.dl1.h5")
     _plot_distributions(sims, real)
     return dict(quantiles=[(p, c, list(r), list(s)) for p, c, r, s, _ in rows], auc_prod5=auc_ref, auc_sim=auc_sim)
 
 
 def part_b(args):
-    gammas = _with_true_fov(simulated_images(args.cache, "lst1_point_gamma", "gamma", args.n_gamma, 201, [
+    gammas = _with_true_fov(_simulate(args, "lst1_point_gamma", "gamma", 201, [
         "--zenith=10", "--wobble=0.4", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
         "--spectral-index=-1.5",
-    ], overwrite=args.resimulate, pointing=True))
-    protons = simulated_images(args.cache, "lst1_diffuse_proton", "proton", args.n_proton, 202, [
+    ], pointing=True))
+    # the models are trained on diffuse gammas (as for LST-1) and applied to the point source
+    diffuse = _with_true_fov(_simulate(args, "lst1_diffuse_gamma", "gamma", 203, [
+        "--zenith=10", "--viewcone-max=2.5", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
+        "--spectral-index=-1.5",
+    ], pointing=True))
+    protons = _simulate(args, "lst1_diffuse_proton", "proton", 202, [
         "--zenith=10", "--viewcone-max=3", "--core-max=1000", "--energy-min=0.05", "--energy-max=50",
-    ], overwrite=args.resimulate)
-    gammas, protons = _selected(gammas), _selected(protons)
+    ])
+    gammas, diffuse, protons = _selected(gammas), _selected(diffuse), _selected(protons)
     ref = lst1_performance("10.00", "0.9")
     in_range = (ref["energy_min"] >= 0.05) & (ref["energy_max"] <= 12.7)
     ref = ref[in_range]
     bins = np.append(np.asarray(ref["energy_min"]), ref["energy_max"][-1])
-    ang, eres, counts = mono_performance(gammas, protons, bins)
+    ang, eres, counts, aucs = mono_performance(diffuse, gammas, protons, bins, intensity_bins=list(LST1_AUC))
     print("\n### B. Mono LST-1 Hillas+RF: simulation vs real LST-1 (zenith 10 deg, gamma efficiency 0.9)\n")
     print("| E_true (TeV) | gammas | ang. res. 68% sim / LST-1 (deg) | ratio | E res. sim / LST-1 | ratio |")
     print("|---|---|---|---|---|---|")
@@ -113,7 +126,6 @@ def part_b(args):
         print(f"| {row['energy_min']:.3g}–{row['energy_max']:.3g} | {counts[i]} | {ang[i]:.3f} / "
               f"{row['angular_resolution']:.3f} | {ang[i] / row['angular_resolution']:.2f} | {eres[i]:.3f} / "
               f"{row['energy_resolution']:.3f} | {eres[i] / row['energy_resolution']:.2f} |")
-    aucs = auc_per_intensity(gammas, protons, PROD5_FEATURES + ["timing_slope", "timing_deviation"], list(LST1_AUC))
     print("\n| intensity (p.e.) | gammas / protons | AUC sim | AUC LST-1 | difference |")
     print("|---|---|---|---|---|")
     for key, (auc, n_g, n_p) in aucs.items():
@@ -123,6 +135,34 @@ def part_b(args):
         energy_bins=bins.tolist(), angular_resolution=list(map(float, ang)), energy_resolution=list(map(float, eres)),
         auc={f"{k[0]}-{k[1]}": v[0] for k, v in aucs.items()},
     )
+
+
+def _recleaning_check(path, thresholds=((10, 5, 2), (6, 3, 0), (5, 2.5, 0), (4.5, 2.25, 0)), n_max=1000):
+    """Gamma width / length / islands of our images under other tailcuts (picture, boundary,
+    min. neighbours): how much the cleaning alone moves the Hillas moments."""
+    from ctapipe.coordinates import TelescopeFrame
+    from ctapipe.image import hillas_parameters, number_of_islands, tailcuts_clean
+    from ctapipe.instrument import SubarrayDescription
+    from ctapipe.io import TableLoader
+
+    geometry = SubarrayDescription.from_hdf(path).tel[1].camera.geometry.transform_to(TelescopeFrame())
+    with TableLoader(path) as loader:
+        images = np.asarray(loader.read_telescope_events(dl1_images=True)["image"])[:n_max]
+    print("\nRe-cleaning the simulated gammas (intensity > 50):\n")
+    print("| tailcuts (picture, boundary, neighbours) | width q16 / q50 / q84 | length q16 / q50 / q84 | median islands |")
+    print("|---|---|---|---|")
+    for pic, bnd, nb in thresholds:
+        rows = []
+        for image in images:
+            mask = tailcuts_clean(geometry, image, pic, bnd, min_number_picture_neighbors=nb)
+            if mask.sum() < 3:
+                continue
+            h = hillas_parameters(geometry[mask], image[mask])
+            if h.intensity > 50:
+                rows.append((h.width.to_value(u.deg), h.length.to_value(u.deg), number_of_islands(geometry, mask)[0]))
+        w, ln, isl = np.array(rows).T
+        fmt = lambda a: " / ".join(f"{v:.3f}" for v in quantiles(a))  # noqa: E731
+        print(f"| {pic} / {bnd} / {nb} | {fmt(w)} | {fmt(ln)} | {np.median(isl):.0f} |")
 
 
 def _plot_distributions(sims, real):
@@ -172,6 +212,10 @@ def main():
     parser.add_argument("--n-proton", type=int, default=1500)
     parser.add_argument("--resimulate", action="store_true", help="ignore cached simulated files")
     parser.add_argument("--part", choices=["a", "b", "both"], default="both")
+    parser.add_argument(
+        "--sim-option", action="append", default=[],
+        help="extra option for every simulation, e.g. --sim-option=--DetectorResponse.psf_sigma=0.06",
+    )
     args = parser.parse_args()
     Path(args.cache).mkdir(parents=True, exist_ok=True)
     FIGURES.mkdir(parents=True, exist_ok=True)

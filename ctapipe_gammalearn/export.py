@@ -26,6 +26,7 @@ __all__ = [
     "output_paths",
     "example_inputs",
     "make_card",
+    "check_parity",
 ]
 
 #: largest accepted onnxruntime-vs-torch difference, relative to the output scale

@@ -110,8 +110,7 @@ def _axial_coordinates(pos, kind, spacing, angle):
     else:
         col = _cluster_rank(rel[:, 0], 0.5 * spacing)
         col -= col[centre]
-    basis = np.array([[1.0, 0.0], [0.5, np.sqrt(3) / 2]]) if kind == "hex" else np.eye(2)
-    return np.column_stack([row, col]), basis
+    return np.column_stack([row, col])
 
 
 def _tap_offsets(kernel_mask):
@@ -207,7 +206,7 @@ class Lattice:
         if len(pos) < 7:
             raise LatticeError(f"camera {geometry.name}: too few pixels ({len(pos)}) for a lattice")
         kind, spacing, angle = _lattice_kind_and_axes(pos)
-        coords, _ = _axial_coordinates(pos, kind, spacing, angle)
+        coords = _axial_coordinates(pos, kind, spacing, angle)
         mask = HEX_KERNEL_MASK if kind == "hex" else SQUARE_KERNEL_MASK
         grid_shape, grid_index = _grid_tables(coords)
         regular = len(np.unique(grid_index)) == len(grid_index)

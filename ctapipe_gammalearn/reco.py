@@ -133,7 +133,7 @@ class GammaPhysNetReconstructor(Reconstructor):
     model_paths = List(
         Path(directory_ok=False),
         default_value=[],
-        help="Exported γ-PhysNet models (.onnx, or TorchScript .pt), at most one per camera type",
+        help="Exported γ-PhysNet models (.onnx, or TorchScript .pt), at most one per telescope type",
     ).tag(config=True)
 
     n_threads = Integer(

@@ -243,3 +243,24 @@ def test_default_selection_is_the_training_selection():
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DEFAULT_QUALITY_CRITERIA"
     ]
     assert [tuple(c) for c in DEFAULT_QUALITY_CRITERIA] == [tuple(c) for c in training]
+
+
+@pytest.mark.parametrize("n", [0, 3])
+def test_no_or_few_events_give_empty_metrics(rng, n):
+    events = _dl2_like(rng, 50)[:n]
+    found = {
+        "mono": {
+            "energy": ["GammaPhysNetEnergy"],
+            "geometry": ["GammaPhysNetGeometry"],
+            PARTICLE_TYPE_KEY: ["GammaPhysNetClassifier"],
+        },
+        "stereo": {"energy": [], "geometry": [], PARTICLE_TYPE_KEY: []},
+    }
+    metrics, tables = benchmark_all(events, events[:0], found, BINS)
+    mono = metrics["mono"]
+    n_gamma = int(np.sum(events["true_shower_primary_id"] == 0))
+    assert sum(b["n_events"] for b in mono["GammaPhysNetEnergy"]["energy"]["bins"]) == n_gamma
+    assert mono["GammaPhysNetEnergy"]["energy"]["overall"]["energy_resolution"] is None  # < min_events
+    assert mono["GammaPhysNetGeometry"]["geometry"]["overall"]["angular_resolution_deg"] is None
+    assert mono["GammaPhysNetClassifier"][PARTICLE_TYPE_KEY]["overall"]["background_efficiency"] is None
+    assert "[mono] ROC AUC" in format_tables(tables, choose_references(found), metrics)

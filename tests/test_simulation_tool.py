@@ -110,7 +110,8 @@ def test_bad_settings_leave_no_output(tmp_path, capsys):
 
 
 def test_subarray_from_file(shared_data, tmp_path):
-    source_file = shared_data / "dl1" / "gamma__gamma_test.dl1.h5"
+    # 4 LSTs and 15 NectarCam MSTs: a mixed array
+    source_file = shared_data / "dl1" / "gamma__history_meta_75.dl1.h5"
     path = tmp_path / "stereo.dl1.h5"
     args = ["--particle=gamma", "--seed=3", "--energy-min=1", "--energy-max=5", "--core-max=150", "--no-progress"]
     assert _simulate(path, *args, f"--subarray={source_file}", n_events=3) == 0

@@ -138,6 +138,7 @@ def test_bad_input_error(case, message, shared_data, tmp_path, capfd):
     assert_nothing_written(out)
 
 
+@pytest.mark.slow
 def test_bad_input_cli_exit(shared_data, tmp_path):
     """From the shell: non-zero exit, one ERROR line naming the file, no traceback."""
     out = tmp_path / "run"

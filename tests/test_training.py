@@ -94,9 +94,9 @@ def test_class_weights_enter_the_loss():
 def test_balancers():
     losses = {t: torch.tensor(float(i + 1), requires_grad=True) for i, t in enumerate(TASKS)}
     fixed = FixedWeights(TASKS, {"impact": 0.0})
-    assert float(fixed(losses)) == pytest.approx(1 + 2 + 3)
+    assert float(fixed(losses).detach()) == pytest.approx(1 + 2 + 3)
     unc = UncertaintyWeighting(TASKS)
-    assert float(unc(losses)) == pytest.approx(10.0)  # s_i = 0
+    assert float(unc(losses).detach()) == pytest.approx(10.0)  # s_i = 0
     unc(losses).backward()
     # d/ds (exp(-s) L + s) = 1 - L: tasks with larger loss get larger variance (smaller weight)
     np.testing.assert_allclose(unc.log_vars.grad.numpy(), [0.0, -1.0, -2.0, -3.0])
@@ -210,14 +210,14 @@ def test_trainer_gradnorm_extra_terms_and_checkpoint(tiny_setup, tmp_path):
         return {"domain": 0.0 * model(batch["image"], batch["peak_time"])[0].sum()}
 
     trainer = make_trainer(tiny_setup, tmp_path, balancing="gradnorm", extra_terms=[domain_term])
-    history = trainer.fit(2)
-    assert [h["epoch"] for h in history] == [1, 2]
-    assert calls == [(1, 0), (1, 1), (2, 2), (2, 3)]
+    history = trainer.fit(1)
+    assert [h["epoch"] for h in history] == [1]
+    assert calls == [(1, 0), (1, 1)]
     weights = history[-1]["task_weights"]
     assert sum(weights.values()) == pytest.approx(4.0)
     assert any(abs(w - 1.0) > 1e-4 for w in weights.values())  # GradNorm moved them
     checkpoint = load_checkpoint(tmp_path / "checkpoint_last.pt")
-    assert checkpoint["epoch"] == 2 and len(checkpoint["history"]) == 2
+    assert checkpoint["epoch"] == 1 and len(checkpoint["history"]) == 1
     assert (tmp_path / "checkpoint_best.pt").exists()
 
 

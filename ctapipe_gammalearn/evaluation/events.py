@@ -15,9 +15,9 @@ import tables
 from astropy.table import QTable, vstack
 from ctapipe.core.qualityquery import QualityQuery
 from ctapipe.core.traits import List, Tuple, Unicode
-from tqdm.auto import tqdm
 from ctapipe.io import TableLoader
 from pyirf.utils import calculate_theta
+from tqdm.auto import tqdm
 
 from ..compat import PARTICLE_TYPE_KEY
 
@@ -53,7 +53,6 @@ DEFAULT_QUALITY_CRITERIA = [
     ("enough light", "hillas_intensity > 50"),
     ("not truncated", "leakage_intensity_width_2 < 0.2"),
 ]
-
 
 
 class BenchmarkQualityQuery(QualityQuery):

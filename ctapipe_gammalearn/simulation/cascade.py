@@ -15,7 +15,7 @@ import numpy as np
 from .atmosphere import ExponentialAtmosphere
 from .longitudinal import RADIATION_LENGTH
 
-__all__ = ["SubShowers", "HadronicModel", "axis_direction", "em_primary", "hadronic_cascade"]
+__all__ = ["SubShowers", "HadronicModel", "axis_direction", "perpendicular_basis", "em_primary", "hadronic_cascade"]
 
 #: mean free path of a photon before pair production, g/cm2
 PAIR_LENGTH = 9.0 / 7.0 * RADIATION_LENGTH
@@ -57,7 +57,7 @@ def axis_direction(alt, az):
     return -up
 
 
-def _perpendicular_basis(direction):
+def perpendicular_basis(direction):
     """Two unit vectors orthogonal to each row of ``direction``."""
     dx, dy, dz = direction[:, 0], direction[:, 1], direction[:, 2]
     # e1 = direction x helper, helper = z (or x for near-vertical axes)
@@ -72,7 +72,7 @@ def _perpendicular_basis(direction):
 
 def _kick(direction, theta, rng):
     """Rotate each direction by polar angle ``theta`` around a random azimuth."""
-    e1, e2 = _perpendicular_basis(direction)
+    e1, e2 = perpendicular_basis(direction)
     phi = rng.uniform(0, 2 * np.pi, len(theta))
     out = (
         np.cos(theta)[:, None] * direction

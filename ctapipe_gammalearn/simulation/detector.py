@@ -1,6 +1,5 @@
 """Telescope and camera response: optics, photon detection, noise, timing, trigger."""
 
-import astropy.units as u
 import numpy as np
 from ctapipe.core import TelescopeComponent
 from ctapipe.core.traits import Float, FloatTelescopeParameter, IntTelescopeParameter
@@ -115,7 +114,3 @@ class DetectorResponse(TelescopeComponent):
             return False
         n_neighbours_above = neighbours @ above.astype(np.int32)
         return bool(np.any(above & (n_neighbours_above >= self.trigger_pixels.tel[tel_id] - 1)))
-
-
-def mirror_area(subarray, tel_id):
-    return subarray.tel[tel_id].optics.mirror_area.to_value(u.m**2)

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .atmosphere import ExponentialAtmosphere
-from .cascade import SubShowers, _perpendicular_basis
+from .cascade import SubShowers, perpendicular_basis
 from .longitudinal import CRITICAL_ENERGY, RADIATION_LENGTH, sample_greisen_depth, shower_age
 
-__all__ = ["EmissionPoints", "sample_emission_points"]
+__all__ = ["EmissionPoints", "sample_emission_points", "lateral_offsets", "threshold_factor"]
 
 
 @dataclass
@@ -28,7 +28,7 @@ class EmissionPoints:
         return len(self.height)
 
 
-def _threshold_factor(atmosphere, height, age=1.0, scale=0.030):
+def threshold_factor(atmosphere, height, age=1.0, scale=0.030):
     """Share of shower electrons above the Cherenkov threshold.
 
     The threshold rises with height; the electron spectrum softens with age (the typical
@@ -75,8 +75,8 @@ def sample_emission_points(
     height = atmosphere.height(vertical)
     position = start + direction * ((start[:, 2] + obs_level - height) / cos_z)[:, None]
     age = shower_age(t, beta)
-    photons = photons_per_tev * total / n_points * _threshold_factor(atmosphere, height, age)
-    e1, e2 = _perpendicular_basis(direction)
+    photons = photons_per_tev * total / n_points * threshold_factor(atmosphere, height, age)
+    e1, e2 = perpendicular_basis(direction)
     points = EmissionPoints(
         position=position,
         axis_position=position,

@@ -9,7 +9,7 @@ from ctapipe.core.traits import Float, Int
 from .atmosphere import ExponentialAtmosphere
 from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, em_primary, hadronic_cascade
 from .cherenkov import SPEED_OF_LIGHT, AngularModel, ground_to_fov, photons_at_telescope
-from .emission import EmissionPoints, _threshold_factor, lateral_offsets, sample_emission_points
+from .emission import EmissionPoints, lateral_offsets, sample_emission_points, threshold_factor
 from .longitudinal import CRITICAL_ENERGY, RADIATION_LENGTH, sample_greisen_depth, shower_age
 
 __all__ = ["AirShowerModel", "ShowerLight", "PRIMARY_IDS", "quick_expected_photons"]
@@ -157,7 +157,7 @@ def quick_expected_photons(
     position = core[idx] - axis[idx] * along[:, None]
     age = shower_age((slant - first[idx]) / RADIATION_LENGTH, beta)
     yield_ = (
-        model.photons_per_tev * em_energy[idx] / n_points * _threshold_factor(model.atmosphere, height, age) * valid
+        model.photons_per_tev * em_energy[idx] / n_points * threshold_factor(model.atmosphere, height, age) * valid
     )
     points = EmissionPoints(position, position, axis[idx], height, age, yield_, None, None)
     out = np.empty((n, len(telescope_positions)))

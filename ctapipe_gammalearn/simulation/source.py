@@ -29,7 +29,6 @@ from ctapipe.containers import (
     TriggerContainer,
 )
 from ctapipe.core.traits import Bool, CaselessStrEnum, Float, Int, Path
-from ctapipe.instrument import SubarrayDescription
 from ctapipe.io import DataLevel, EventSource
 
 from .detector import DetectorResponse

@@ -90,7 +90,7 @@ class SimulateTool(Tool):
 
     def start(self):
         # a terminated run must not leave its partial file behind
-        signal.signal(signal.SIGTERM, _raise_system_exit)
+        previous_handler = signal.signal(signal.SIGTERM, _raise_system_exit)
         try:
             for event in tqdm(
                 self.source,
@@ -105,6 +105,8 @@ class SimulateTool(Tool):
         except BaseException:
             self._discard()
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
 
     def finish(self):
         try:

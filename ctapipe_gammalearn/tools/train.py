@@ -159,10 +159,6 @@ class TrainGammaPhysNet(Tool):
         inputs += [InputFile(p, CLASS_NAMES.index("proton")) for p in _expand(self.background, "background")]
         self.inputs = inputs
 
-        if self.context.is_main:
-            self._prepare_output_dir()
-        self.context.barrier()
-
         quality_query = TrainingQualityQuery(parent=self)
         cache_dir = Path(self.cache_dir) if self.cache_dir is not None else self.output_dir / "cache"
         build = dict(
@@ -173,10 +169,20 @@ class TrainGammaPhysNet(Tool):
             pixel_dtype=self.pixel_dtype,
             log=self.log,
         )
-        # rank 0 builds, the others then find the finished cache under the same key
+        # rank 0 prepares the output and builds the cache; the others then open the
+        # finished cache under the same key, or raise rank 0's error instead of waiting
+        error = None
         if self.context.is_main:
-            self.cache = build_cache(inputs, progress=self.progress_bar, **build)
-        self.context.barrier()
+            try:
+                self._prepare_output_dir()
+                self.cache = build_cache(inputs, progress=self.progress_bar, **build)
+            except ToolConfigurationError as err:
+                error = str(err)
+                if not self.context.enabled:
+                    raise
+        error = self.context.broadcast_object(error)
+        if error is not None:
+            raise ToolConfigurationError(error)
         if not self.context.is_main:
             self.cache = build_cache(inputs, progress=False, **build)
         for item in inputs:
@@ -381,7 +387,7 @@ class TrainGammaPhysNet(Tool):
             "export": {"onnx": exported["onnx"].name, "torchscript": exported["torchscript"].name,
                        "max_rel_diff": exported["max_rel_diff"]},
         }
-        plot_losses(trainer.history, out / "loss.png")
+        plot_losses(trainer.history, out / "loss.png", (self.initial_validation or {}).get("loss"))
         plot_performance((validation or {}).get("per_energy_bin", []), out / "validation_performance.png")
         write_json(report, out / "report.json")
         with warnings.catch_warnings():

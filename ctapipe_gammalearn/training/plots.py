@@ -18,13 +18,18 @@ def _save(fig, path):
     plt.close(fig)
 
 
-def plot_losses(epochs, path):
-    """Train and validation loss per epoch (``epochs``: report.json "epochs" list)."""
+def plot_losses(epochs, path, untrained_val_loss=None):
+    """Train and validation loss per epoch (``epochs``: report.json "epochs" list);
+    the untrained network's validation loss, when given, at epoch 0."""
     fig, ax = plt.subplots(figsize=(6, 4))
     x = [e["epoch"] for e in epochs]
     ax.plot(x, [e["train_loss"] for e in epochs], "o-", label="train")
     if any(e.get("val_loss") is not None for e in epochs):
-        ax.plot(x, [e.get("val_loss", np.nan) for e in epochs], "s-", label="validation")
+        val = [e.get("val_loss", np.nan) for e in epochs]
+        if untrained_val_loss is not None:
+            x, val = [0, *x], [untrained_val_loss, *val]
+        ax.plot(x, val, "s-", label="validation (epoch 0: untrained)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend()
