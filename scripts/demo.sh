@@ -20,9 +20,10 @@ DEMO_SEED=${DEMO_SEED:-0}
 RESOURCES=ctapipe_gammalearn/resources
 
 SIM=$DEMO_DIR/dl1
+LOGS=$DEMO_DIR/provenance
 MODELS=$DEMO_DIR/models
 DL2=$DEMO_DIR/dl2
-mkdir -p "$SIM" "$MODELS" "$DL2"
+mkdir -p "$SIM" "$MODELS" "$DL2" "$LOGS"
 
 log() { printf '\n=== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
@@ -44,7 +45,7 @@ simulate() {  # name particle n seed extra-args...
     local name=$1 particle=$2 n=$3 seed=$4; shift 4
     log "simulate $name ($n $particle events)"
     make_file "$SIM/$name.dl1.h5" "$BIN/ctapipe-gammalearn-simulate" --particle "$particle" \
-        --n-events "$n" --seed "$seed" --overwrite "$@" --output
+        --n-events "$n" --seed "$seed" --overwrite --provenance-log "$LOGS/simulate_$name.log" "$@" --output
 }
 
 # LST-1 at 20 deg zenith. Gammas from 10 GeV, diffuse within 2.5 deg for
@@ -75,7 +76,7 @@ log "train γ-PhysNet ($DEMO_PRESET, $DEMO_EPOCHS epochs, CPU)"
 if ! compgen -G "$MODELS/gammaphysnet/gammaphysnet_*.onnx" > /dev/null; then
     "$BIN/ctapipe-train-gammalearn" --signal "$TRAIN_GAMMA" --background "$TRAIN_PROTON" \
         --output-dir "$MODELS/gammaphysnet" --preset "$DEMO_PRESET" --epochs "$DEMO_EPOCHS" \
-        --seed "$DEMO_SEED" --overwrite
+        --seed "$DEMO_SEED" --overwrite --provenance-log "$LOGS/train_gammaphysnet.log"
 else
     echo "exists, skipped: $MODELS/gammaphysnet"
 fi
@@ -84,12 +85,14 @@ ONNX=$(compgen -G "$MODELS/gammaphysnet/gammaphysnet_*.onnx" | head -n 1)
 # the Hillas+RF baseline on the same training files and quality cuts
 log "train the Hillas+RF baseline"
 make_file "$MODELS/energy_regressor.pkl" "$BIN/ctapipe-train-energy-regressor" \
-    -c "$RESOURCES/baseline_energy_regressor.yaml" --input "$TRAIN_GAMMA" --overwrite --output
+    -c "$RESOURCES/baseline_energy_regressor.yaml" --input "$TRAIN_GAMMA" --overwrite \
+    --provenance-log "$LOGS/train_energy_regressor.log" --output
 make_file "$MODELS/disp_reconstructor.pkl" "$BIN/ctapipe-train-disp-reconstructor" \
-    -c "$RESOURCES/baseline_disp_reconstructor.yaml" --input "$TRAIN_GAMMA" --overwrite --output
+    -c "$RESOURCES/baseline_disp_reconstructor.yaml" --input "$TRAIN_GAMMA" --overwrite \
+    --provenance-log "$LOGS/train_disp_reconstructor.log" --output
 make_file "$MODELS/particle_classifier.pkl" "$BIN/ctapipe-train-particle-classifier" \
     -c "$RESOURCES/baseline_particle_classifier.yaml" --signal "$TRAIN_GAMMA" \
-    --background "$TRAIN_PROTON" --overwrite --output
+    --background "$TRAIN_PROTON" --overwrite --provenance-log "$LOGS/train_particle_classifier.log" --output
 
 # both methods on the same test files: one DL2 file holds both
 for name in gamma_point_test gamma_diffuse_test proton_test; do
@@ -102,9 +105,11 @@ for name in gamma_point_test gamma_diffuse_test proton_test; do
         -c "$RESOURCES/baseline_apply.yaml" --input "$SIM/$name.dl1.h5" \
         --reconstructor "$MODELS/energy_regressor.pkl" \
         --reconstructor "$MODELS/disp_reconstructor.pkl" \
-        --reconstructor "$MODELS/particle_classifier.pkl" --overwrite --output
+        --reconstructor "$MODELS/particle_classifier.pkl" --overwrite \
+        --provenance-log "$LOGS/apply_models_$name.log" --output
     make_file "$DL2/$name.dl2.h5" "$BIN/ctapipe-apply-gammalearn" \
-        --input "$DL2/$name.baseline.dl2.h5" --model "$ONNX" --overwrite --output
+        --input "$DL2/$name.baseline.dl2.h5" --model "$ONNX" --overwrite \
+        --provenance-log "$LOGS/apply_gammalearn_$name.log" --output
     rm -f "$DL2/$name.baseline.dl2.h5"
 done
 
@@ -112,6 +117,7 @@ for source in point diffuse; do
     log "benchmark report, $source gammas"
     "$BIN/ctapipe-gammalearn-benchmark" --input "$DL2/gamma_${source}_test.dl2.h5" \
         --input "$DL2/proton_test.dl2.h5" --output-dir "$DEMO_DIR/report_$source" --overwrite \
+        --provenance-log "$LOGS/benchmark_$source.log" \
         | tee "$DEMO_DIR/report_$source.txt"
 done
 log "done: $DEMO_DIR/report_point/ and $DEMO_DIR/report_diffuse/ (see docs/benchmark.md)"

@@ -174,7 +174,7 @@ def test_refuses_to_overwrite(report, dl2_files):
     output, _ = report
     before = (output / "metrics.json").stat().st_mtime_ns
     tool = BenchmarkTool()
-    rc = run_tool(tool, argv=[f"--input={dl2_files[0]}", f"--output-dir={output}"], raises=False)
+    rc = run_tool(tool, argv=[f"--input={dl2_files[0]}", f"--output-dir={output}"], cwd=output.parent, raises=False)
     assert rc != 0
     assert (output / "metrics.json").stat().st_mtime_ns == before
 
@@ -194,7 +194,7 @@ def test_bad_input_errors(make_input, message, dl2_files, tmp_path, capsys):
         load_events([dl2_files[1], bad])
     # the tool exits non-zero with that one line, and leaves no output
     argv = [f"--input={dl2_files[1]}", f"--input={bad}", f"--output-dir={tmp_path / 'out'}"]
-    assert run_tool(BenchmarkTool(), argv=argv, raises=False) != 0
+    assert run_tool(BenchmarkTool(), argv=argv, cwd=tmp_path, raises=False) != 0
     assert f"{bad}: " in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

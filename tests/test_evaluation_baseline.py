@@ -76,12 +76,12 @@ def _simulate(path, particle, n, seed):
         argv += ["--energy-min=0.05", "--energy-max=50", "--viewcone-max=4"]
     else:
         argv += ["--energy-min=0.03", "--energy-max=30", "--viewcone-max=1"]
-    assert run_tool(SimulateTool(), argv=argv, raises=True) == 0
+    assert run_tool(SimulateTool(), argv=argv, cwd=path.parent, raises=True) == 0
 
 
 def _train(tool: Tool, config, out, *inputs, small):
     argv = ["-c", str(RESOURCES / config), *inputs, f"--output={out}", *small]
-    assert run_tool(tool, argv=argv, raises=True) == 0
+    assert run_tool(tool, argv=argv, cwd=out.parent, raises=True) == 0
 
 
 @pytest.mark.slow
@@ -107,14 +107,14 @@ def test_baseline_chain(tmp_path):
         out = dl1.with_name(dl1.name.replace("dl1", "dl2"))
         argv = ["-c", str(RESOURCES / "baseline_apply.yaml"), f"--input={dl1}", f"--output={out}",
                 f"--reconstructor={energy}", f"--reconstructor={disp}", f"--reconstructor={clf}"]
-        assert run_tool(ApplyModels(), argv=argv, raises=True) == 0
+        assert run_tool(ApplyModels(), argv=argv, cwd=tmp_path, raises=True) == 0
         dl2.append(out)
 
     from ctapipe_gammalearn.tools.benchmark import BenchmarkTool
 
     report = tmp_path / "report"
     argv = [*(f"--input={p}" for p in dl2), f"--output-dir={report}", "--bins-per-decade=1"]
-    assert run_tool(BenchmarkTool(), argv=argv, raises=True) == 0
+    assert run_tool(BenchmarkTool(), argv=argv, cwd=tmp_path, raises=True) == 0
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["references"]["mono"] == {
         "energy": "RandomForestRegressor",

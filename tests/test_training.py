@@ -65,6 +65,28 @@ def test_gaussian_nll_trains_the_log_variance():
     assert values[2 * math.log(0.3)] == pytest.approx(0.5 * (2 * math.log(0.3) + 1))
 
 
+def test_laplace_nll_is_minimal_at_the_laplace_variance_and_linear_in_the_error():
+    """Laplace NLL ln b + |r|/b is minimal at b = |r|, i.e. var = 2 r^2; it grows linearly with |r|."""
+    batch = make_batch()
+    loss = MultitaskLoss("laplace_nll", conditional=False)
+    out = list(perfect_outputs(batch))
+    best = math.log(2 * 0.3**2)
+    values = {}
+    out[1] = out[1] + 0.3
+    for logvar in (-5.0, best, 2.0):
+        out[2] = torch.full_like(out[2], logvar)
+        values[logvar] = float(loss(out, batch)["energy"])
+    assert values[best] < min(values[-5.0], values[2.0])
+    assert values[best] == pytest.approx(math.log(0.3) + 1)
+    # at a fixed variance, doubling the error doubles the residual term (Gaussian: 4x)
+    out[2] = torch.full_like(out[2], 0.0)
+    base = float(loss(out, batch)["energy"])
+    out[1] = out[1] + 0.3
+    doubled = float(loss(out, batch)["energy"])
+    log_b = 0.5 * (0.0 - math.log(2.0))
+    assert doubled - log_b == pytest.approx(2 * (base - log_b))
+
+
 def test_conditional_ignores_protons():
     batch = make_batch(gamma_fraction=0.5)
     out = list(perfect_outputs(batch))

@@ -13,12 +13,13 @@ so a training loss can work on ``(physical - offset) / scale`` (see
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..modelcard import CLASS_NAMES
-from .layers import DualAttention, LatticeBatchNorm, LatticeConv, lattice_pool, pixel_sum, to_grid
+from .layers import DualAttention, LatticeBatchNorm, LatticeConv, from_grid, lattice_pool, pixel_sum, to_grid
 
 __all__ = ["GammaPhysNet", "PRESETS", "TARGET_SCALE", "TARGET_OFFSET", "ResidualBlock"]
 
@@ -79,6 +80,48 @@ class _Pointwise(nn.Module):
         if x.dim() == 4:
             return out.reshape(-1, self.weight.shape[0], shape[2], shape[3])
         return out
+
+
+class PositionPooling(nn.Module):
+    """Where the light is: global features that keep the camera position.
+
+    Sum pooling is blind to where the image lies in the camera, which the
+    direction and impact heads need. Here ``n_maps`` learned maps, each
+    softmax-normalised over the pixels of the full-resolution lattice, give
+    expected positions; the input charge gives the centroid and second
+    moments (the Hillas ellipse). Positions are axial lattice coordinates,
+    centred and scaled: a linear map from camera coordinates, which the heads
+    absorb.
+    """
+
+    N_MOMENTS = 5
+
+    def __init__(self, channels, lattice, n_maps=4):
+        super().__init__()
+        coords = torch.as_tensor(np.asarray(lattice.coords, dtype=np.float32))
+        coords = (coords - coords.mean(dim=0)) / coords.std(dim=0).clamp(min=1.0)
+        self.register_buffer("coords", coords, persistent=False)
+        self.register_buffer("grid_index", torch.as_tensor(np.asarray(lattice.grid_index, dtype=np.int64)), persistent=False)
+        self.proj = _Pointwise(channels, n_maps)
+        self.n_features = 2 * n_maps + self.N_MOMENTS
+
+    def moments(self, charge):
+        """Charge-weighted centroid (2) and central second moments (3), (N, 5)."""
+        weight = torch.clamp(charge, min=0.0)
+        weight = weight / torch.clamp(weight.sum(dim=1, keepdim=True), min=1e-6)
+        mean = weight @ self.coords
+        d = self.coords.unsqueeze(0) - mean.unsqueeze(1)
+        xx = (weight * d[..., 0] * d[..., 0]).sum(dim=1)
+        xy = (weight * d[..., 0] * d[..., 1]).sum(dim=1)
+        yy = (weight * d[..., 1] * d[..., 1]).sum(dim=1)
+        return torch.cat([mean, torch.stack([xx, xy, yy], dim=1)], dim=1)
+
+    def forward(self, x, charge):
+        if x.dim() == 4:
+            x = from_grid(x, self.grid_index)
+        weight = torch.softmax(self.proj(x), dim=2)  # (N, K, P)
+        expected = torch.matmul(weight, self.coords).flatten(1)  # (N, 2K)
+        return torch.cat([expected, self.moments(charge)], dim=1)
 
 
 def _head(in_features, hidden, out_features):
@@ -148,11 +191,13 @@ class GammaPhysNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.n_final_pixels = int(current.n_pixels)
 
+        self.position = PositionPooling(cfg["channels"][0], lattice)
+        n_features = in_ch + self.position.n_features
         hidden = int(cfg["head_hidden"])
-        self.classifier = _head(in_ch, hidden, len(CLASS_NAMES))
-        self.energy = _head(in_ch, hidden, 2)  # value, logvar
-        self.direction = _head(in_ch, hidden, 4)
-        self.impact = _head(in_ch, hidden, 4)
+        self.classifier = _head(n_features, hidden, len(CLASS_NAMES))
+        self.energy = _head(n_features, hidden, 2)  # value, logvar
+        self.direction = _head(n_features, hidden, 4)
+        self.impact = _head(n_features, hidden, 4)
 
         names = ("log10_energy", "fov_offset", "impact")
         self.register_buffer("_scales", torch.tensor([TARGET_SCALE[k] for k in names]), persistent=False)
@@ -177,14 +222,18 @@ class GammaPhysNet(nn.Module):
         return torch.stack([scaled, rel, valid.to(image.dtype)], dim=1)
 
     def features(self, image, peak_time):
-        """Pooled feature vector (N, C_last)."""
-        x = self.normalise_inputs(image, peak_time)
+        """Pooled feature vector (N, C_last + position features)."""
+        inputs = self.normalise_inputs(image, peak_time)
+        x = inputs
         if self.on_grid:
             x = to_grid(x, self.cell_pixel, self.grid_shape)
         x = F.relu(self.stem_bn(self.stem(x)))
-        for stage in self.stages:
+        position = inputs[:, 0, :0]  # replaced after the first stage; a Tensor for TorchScript
+        for i, stage in enumerate(self.stages):
             x = stage(x)
-        return pixel_sum(x) / self.n_final_pixels
+            if i == 0:  # still on the full-resolution lattice
+                position = self.position(x, inputs[:, 0])
+        return torch.cat([pixel_sum(x) / self.n_final_pixels, position], dim=1)
 
     def forward(self, image, peak_time):
         f = self.features(image, peak_time)
@@ -209,6 +258,10 @@ class GammaPhysNet(nn.Module):
             impact_xy,
             impact_logvar,
         )
+
+    def shared_parameter(self):
+        """The last backbone weight shared by all heads (where GradNorm measures task gradients)."""
+        return self.stages[-1][-1].conv2.weight
 
     def normalise(self, name: str, value, logvar: bool = False):
         """Physical output or target -> the normalised value the head predicts."""
