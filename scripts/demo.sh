@@ -59,22 +59,39 @@ TRAIN=(--spectral-index -2)
 TEST=(--spectral-index -1.5)
 # two at a time: the simulation is single-threaded, protons are the slow ones
 # (most of them do not trigger)
+# Training sets come in DEMO_TRAIN_PARTS files (own seed and obs_id each): γ-PhysNet
+# validates on whole files, never on events of its training files. The baseline
+# tools read one file, the parts merged.
+DEMO_TRAIN_PARTS=${DEMO_TRAIN_PARTS:-4}
 pids=()
-simulate proton_train proton "$DEMO_PROTON_EVENTS" $((DEMO_SEED + 2)) "${PROTON[@]}" "${TRAIN[@]}" --no-progress &
+for part in $(seq 1 "$DEMO_TRAIN_PARTS"); do
+    simulate proton_train_$part proton $((DEMO_PROTON_EVENTS / DEMO_TRAIN_PARTS)) $((DEMO_SEED + 100 + part)) \
+        --obs-id $((100 + part)) "${PROTON[@]}" "${TRAIN[@]}" --no-progress
+done &
 pids+=($!)
-simulate proton_test proton "$DEMO_PROTON_TEST_EVENTS" $((DEMO_SEED + 5)) "${PROTON[@]}" "${TEST[@]}"
-simulate gamma_diffuse_train gamma "$DEMO_EVENTS" $((DEMO_SEED + 1)) "${GAMMA[@]}" "${TRAIN[@]}" --viewcone-max 2.5
-simulate gamma_point_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 3)) "${GAMMA[@]}" "${TEST[@]}" \
+simulate proton_test proton "$DEMO_PROTON_TEST_EVENTS" $((DEMO_SEED + 5)) --obs-id 5 "${PROTON[@]}" "${TEST[@]}"
+for part in $(seq 1 "$DEMO_TRAIN_PARTS"); do
+    simulate gamma_diffuse_train_$part gamma $((DEMO_EVENTS / DEMO_TRAIN_PARTS)) $((DEMO_SEED + 200 + part)) \
+        --obs-id $((200 + part)) "${GAMMA[@]}" "${TRAIN[@]}" --viewcone-max 2.5
+done
+simulate gamma_point_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 3)) --obs-id 3 "${GAMMA[@]}" "${TEST[@]}" \
     --viewcone-max 0 --wobble 0.4
-simulate gamma_diffuse_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 4)) "${GAMMA[@]}" "${TEST[@]}" --viewcone-max 2.5
+simulate gamma_diffuse_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 4)) --obs-id 4 "${GAMMA[@]}" "${TEST[@]}" --viewcone-max 2.5
 for pid in "${pids[@]}"; do wait "$pid"; done
 
-TRAIN_GAMMA=$SIM/gamma_diffuse_train.dl1.h5
-TRAIN_PROTON=$SIM/proton_train.dl1.h5
+TRAIN_GAMMA_PARTS=("$SIM"/gamma_diffuse_train_*.dl1.h5)
+TRAIN_PROTON_PARTS=("$SIM"/proton_train_*.dl1.h5)
+TRAIN_GAMMA=$SIM/gamma_diffuse_train.merged.dl1.h5
+TRAIN_PROTON=$SIM/proton_train.merged.dl1.h5
+log "merge the training parts for the baseline tools"
+make_file "$TRAIN_GAMMA" "$BIN/ctapipe-merge" "${TRAIN_GAMMA_PARTS[@]}" --overwrite \
+    --provenance-log "$LOGS/merge_gamma.log" --output
+make_file "$TRAIN_PROTON" "$BIN/ctapipe-merge" "${TRAIN_PROTON_PARTS[@]}" --overwrite \
+    --provenance-log "$LOGS/merge_proton.log" --output
 
 log "train γ-PhysNet ($DEMO_PRESET, $DEMO_EPOCHS epochs, CPU)"
 if ! compgen -G "$MODELS/gammaphysnet/gammaphysnet_*.onnx" > /dev/null; then
-    "$BIN/ctapipe-train-gammalearn" --signal "$TRAIN_GAMMA" --background "$TRAIN_PROTON" \
+    "$BIN/ctapipe-train-gammalearn" "${TRAIN_GAMMA_PARTS[@]/#/--signal=}" "${TRAIN_PROTON_PARTS[@]/#/--background=}" \
         --output-dir "$MODELS/gammaphysnet" --preset "$DEMO_PRESET" --epochs "$DEMO_EPOCHS" \
         --seed "$DEMO_SEED" --overwrite --provenance-log "$LOGS/train_gammaphysnet.log"
 else

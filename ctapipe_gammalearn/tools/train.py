@@ -236,6 +236,12 @@ class TrainGammaPhysNet(Tool):
         self.train_indices, self.val_indices = train, val
         self.class_weights = class_weights(particle[train]) if self.class_balance == "weights" else None
         self.log.info("%d training and %d validation events", len(train), len(val))
+        if len(val) == 0:
+            self.log.warning(
+                "no validation set: the split is by %s and no class has two; give at least two "
+                "files (or observations) per class to choose the best model and stop early",
+                self.split_by,
+            )
 
     # -- start: model, trainer, epochs ------------------------------------------------
     def start(self):
