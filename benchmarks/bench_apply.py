@@ -18,12 +18,12 @@ fixed per-file costs dominate; a file with many events shows the steady state, e
 
 import argparse
 import tempfile
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from _common import lstcam_telescope, median_time
 
 from ctapipe_gammalearn.export import example_inputs, export_model
 from ctapipe_gammalearn.lattice import Lattice
@@ -37,15 +37,6 @@ DEFAULT_DL1 = (
 )
 
 
-def median_time(fn, repeat, warmup=1):
-    times = []
-    for i in range(warmup + repeat):
-        start = time.perf_counter()
-        fn()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
 
 def matmul_peak(repeat, n=2048):
     a = torch.randn(n, n)
@@ -55,11 +46,7 @@ def matmul_peak(repeat, n=2048):
 
 
 def lstcam():
-    from ctapipe_io_lst import LSTEventSource
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return LSTEventSource.create_subarray(tel_id=1).tel[1]
+    return lstcam_telescope()
 
 
 def bench_presets(args, workdir):

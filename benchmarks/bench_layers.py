@@ -10,24 +10,16 @@ and ratios measured side by side in one run.
 
 import argparse
 import os
-import time
-import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ctapipe_gammalearn.lattice import Lattice
+from _common import lstcam_lattice, median_time
 from ctapipe_gammalearn.nn.layers import LatticeConv, from_grid, to_grid
 
 
-def lstcam_lattice():
-    from ctapipe_io_lst import LSTEventSource
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        geometry = LSTEventSource.create_subarray(tel_id=1).tel[1].camera.geometry
-    return Lattice.from_geometry(geometry)
 
 
 class UnfoldGatherConv(torch.nn.Module):
@@ -68,15 +60,11 @@ class TapLoopConv(torch.nn.Module):
 
 
 def time_fwd_bwd(fn, x, repeat, warmup=3):
-    times = []
-    for i in range(warmup + repeat):
+    def step():
         x.grad = None
-        start = time.perf_counter()
-        out = fn(x)
-        out.square().mean().backward()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        fn(x).square().mean().backward()
+
+    return median_time(step, repeat, warmup)
 
 
 def main():

@@ -11,25 +11,16 @@ exported model (CPU provider), torch training step (forward + backward).
 
 import argparse
 import io
-import time
 import warnings
 
-import numpy as np
 import torch
 
-from ctapipe_gammalearn.lattice import Lattice
+from _common import lstcam_lattice, median_time
 from ctapipe_gammalearn.modelcard import INPUT_NAMES, OUTPUT_NAMES
 from ctapipe_gammalearn.nn import PRESETS, GammaPhysNet
 from ctapipe_gammalearn.nn.flops import count_flops
 
 
-def lstcam_lattice():
-    from ctapipe_io_lst import LSTEventSource
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        geometry = LSTEventSource.create_subarray(tel_id=1).tel[1].camera.geometry
-    return Lattice.from_geometry(geometry)
 
 
 def onnx_session(model, image, peak_time, threads):
@@ -53,15 +44,6 @@ def onnx_session(model, image, peak_time, threads):
         options.intra_op_num_threads = threads
     return onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
-
-def median_time(fn, repeat, warmup=2):
-    times = []
-    for i in range(warmup + repeat):
-        start = time.perf_counter()
-        fn()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main():

@@ -115,7 +115,6 @@ def hadronic_cascade(energy, core, direction, rng, atmosphere, obs_level, model=
     position = _entry_point(core, direction, atmosphere, obs_level)[None, :]
     direction = np.asarray(direction, dtype=float)[None, :]
     hadron_energy = np.array([energy], dtype=float)
-    length = model.proton_interaction_length
     is_leading = np.array([True])
 
     starts, dirs, energies = [], [], []
