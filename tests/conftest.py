@@ -28,3 +28,15 @@ def lst1_subarray():
     from ctapipe_io_lst import LSTEventSource
 
     return LSTEventSource.create_subarray(tel_id=1)
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """Small tensors on a shared 2-core machine: one thread is many times faster
+    than two competing for the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,15 +16,7 @@ from ctapipe_gammalearn.nn.layers import (
     to_grid,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """Small tensors on a shared 2-core machine: one thread is many times faster
-    than two competing for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")

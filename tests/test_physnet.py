@@ -15,15 +15,7 @@ from ctapipe_gammalearn.modelcard import INPUT_NAMES, OUTPUT_NAMES, OUTPUTS
 from ctapipe_gammalearn.nn import PRESETS, TARGET_SCALE, GammaPhysNet
 from ctapipe_gammalearn.nn.flops import count_flops, count_parameters
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """Small tensors on a shared 2-core machine: one thread is many times faster
-    than two competing for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")

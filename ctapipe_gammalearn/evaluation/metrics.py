@@ -55,17 +55,23 @@ def _valid_fraction(n_valid, n_all):
         return np.where(n_all > 0, n_valid / np.maximum(n_all, 1), np.nan)
 
 
-def energy_benchmark(events, bins, min_events=10):
-    """Energy bias (median of E_reco/E_true - 1) and resolution (half the
-    central 68% interval of it) for gammas, with pyirf."""
+def _per_gamma_bin(events, bins, min_events, pyirf_benchmark):
+    """A pyirf benchmark on the valid gamma predictions, with the per-bin counts
+    of all gammas: (table with n_events and valid_fraction, pyirf result,
+    bins with too few valid events)."""
     gammas = events[events["particle_id"] == GAMMA_ID]
-    valid = gammas[gammas["valid"]]
-    result = energy_bias_resolution(valid, bins, energy_type="true")
+    result = pyirf_benchmark(gammas[gammas["valid"]], bins, energy_type="true")
     n_all = count_in_bins(gammas["true_energy"], bins)
     table = _bin_table(bins)
     table["n_events"] = n_all
     table["valid_fraction"] = _valid_fraction(result["n_events"], n_all)
-    too_few = np.asarray(result["n_events"]) < min_events
+    return table, result, np.asarray(result["n_events"]) < min_events
+
+
+def energy_benchmark(events, bins, min_events=10):
+    """Energy bias (median of E_reco/E_true - 1) and resolution (half the
+    central 68% interval of it) for gammas, with pyirf."""
+    table, result, too_few = _per_gamma_bin(events, bins, min_events, energy_bias_resolution)
     table["energy_bias"] = np.where(too_few, np.nan, result["bias"])
     table["energy_resolution"] = np.where(too_few, np.nan, result["resolution"])
     return table
@@ -73,14 +79,7 @@ def energy_benchmark(events, bins, min_events=10):
 
 def angular_benchmark(events, bins, min_events=10):
     """68% containment radius of the angular distance to the true direction, for gammas, with pyirf."""
-    gammas = events[events["particle_id"] == GAMMA_ID]
-    valid = gammas[gammas["valid"]]
-    result = angular_resolution(valid, bins, energy_type="true")
-    n_all = count_in_bins(gammas["true_energy"], bins)
-    table = _bin_table(bins)
-    table["n_events"] = n_all
-    table["valid_fraction"] = _valid_fraction(result["n_events"], n_all)
-    too_few = np.asarray(result["n_events"]) < min_events
+    table, result, too_few = _per_gamma_bin(events, bins, min_events, angular_resolution)
     res = result["angular_resolution_68"].to_value(u.deg)
     table["angular_resolution_deg"] = np.where(too_few, np.nan, res)
     return table
