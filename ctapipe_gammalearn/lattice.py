@@ -64,6 +64,24 @@ def _pixel_positions(geometry):
     return np.column_stack([geometry.pix_x.to_value(unit), geometry.pix_y.to_value(unit)])
 
 
+def _fov_positions(geometry):
+    """Pixel centres in the telescope frame, (n, 2) (fov_lon, fov_lat) in deg.
+
+    None for a camera-frame geometry without a focal length (nothing then ties
+    its metres to the sky).
+    """
+    if geometry.pix_x.unit.physical_type == "angle":
+        sky = geometry
+    else:
+        focal_length = getattr(geometry.frame, "focal_length", None)
+        if focal_length is None or not np.all(np.isfinite(u.Quantity(focal_length).value)):
+            return None
+        from ctapipe.coordinates import TelescopeFrame
+
+        sky = geometry.transform_to(TelescopeFrame())
+    return np.column_stack([sky.pix_x.to_value(u.deg), sky.pix_y.to_value(u.deg)])
+
+
 def _lattice_kind_and_axes(pos):
     """Lattice kind from the number of equidistant nearest neighbours, its
     spacing and orientation (angle of the first lattice axis, radians).
@@ -165,7 +183,9 @@ class Lattice:
     (n_pixels, k) lists, per pixel, the pixel read by each active tap of
     ``kernel_mask`` (row-major tap order), -1 where there is none. ``regular``
     means every pixel has its own grid cell, so the grid convolution is exact.
-    ``level`` counts the poolings from the camera (0).
+    ``level`` counts the poolings from the camera (0). ``fov_positions``
+    (n_pixels, 2) are the pixel centres in the telescope frame (deg), where the
+    geometry knows its focal length; pooled levels do not carry them.
     """
 
     kind: str
@@ -178,6 +198,7 @@ class Lattice:
     neighbours: np.ndarray
     regular: bool
     level: int = 0
+    fov_positions: object = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -224,7 +245,19 @@ class Lattice:
             kernel_mask=mask.copy(),
             neighbours=neighbours,
             regular=bool(regular),
+            fov_positions=_fov_positions(geometry),
         )
+
+    def cartesian(self) -> np.ndarray:
+        """Pixel centres in lattice units (neighbour distance 1), (n, 2) float64.
+
+        The geometry's positions up to a rotation, a reflection and a scale:
+        a fallback where ``fov_positions`` is unknown.
+        """
+        row, col = self.coords[:, 0].astype(np.float64), self.coords[:, 1].astype(np.float64)
+        if self.kind == "hex":
+            return np.column_stack([col + row / 2, row * np.sqrt(3) / 2])
+        return np.column_stack([col, row])
 
     def pooled(self):
         """Coarser lattice with about half the pixels, and the pooling table.
@@ -269,7 +302,7 @@ class Lattice:
 
     def to_dict(self) -> dict:
         """Plain types and numpy arrays, for checkpoints."""
-        return {
+        data = {
             "kind": self.kind,
             "camera_name": self.camera_name,
             "fingerprint": self.fingerprint,
@@ -281,6 +314,9 @@ class Lattice:
             "regular": bool(self.regular),
             "level": int(self.level),
         }
+        if self.fov_positions is not None:
+            data["fov_positions"] = np.asarray(self.fov_positions)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Lattice":
@@ -295,6 +331,7 @@ class Lattice:
             neighbours=np.asarray(data["neighbours"], dtype=np.int64),
             regular=bool(data["regular"]),
             level=int(data.get("level", 0)),
+            fov_positions=None if data.get("fov_positions") is None else np.asarray(data["fov_positions"], dtype=np.float64),
         )
 
     def __repr__(self):

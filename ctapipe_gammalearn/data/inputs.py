@@ -34,8 +34,17 @@ class InputFile:
 
 
 def read_subarray(path) -> SubarrayDescription:
-    # older sim_telarray productions lack the effective focal length
-    return SubarrayDescription.from_hdf(path, focal_length_choice="EQUIVALENT")
+    """The file's subarray, camera frames with the effective focal length where known.
+
+    The effective focal length maps camera positions to the sky best (it is
+    what `ctapipe.io.SimTelEventSource` uses by default), and the network's
+    image moments use those sky positions. Older productions lack it: the
+    equivalent focal length then.
+    """
+    try:
+        return SubarrayDescription.from_hdf(path, focal_length_choice="EFFECTIVE")
+    except RuntimeError:
+        return SubarrayDescription.from_hdf(path, focal_length_choice="EQUIVALENT")
 
 
 def _check_readable(path: Path):

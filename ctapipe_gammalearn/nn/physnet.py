@@ -8,7 +8,8 @@ heads predict normalised quantities, rescaled inside::
     logvar_physical = logvar_normalised + 2 * ln(target_scale[name])
 
 so a training loss can work on ``(physical - offset) / scale`` (see
-`GammaPhysNet.normalise`).
+`GammaPhysNet.normalise`). The direction is assembled Hillas+disp-like around
+the image centroid (`ImageMoments`), in units of its scale: see `forward`.
 """
 
 import math
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modelcard import CLASS_NAMES
+from .moments import ImageMoments
 from .layers import DualAttention, LatticeBatchNorm, LatticeConv, from_grid, lattice_pool, pixel_sum, to_grid
 
 __all__ = ["GammaPhysNet", "PRESETS", "TARGET_SCALE", "TARGET_OFFSET", "ResidualBlock"]
@@ -26,9 +28,13 @@ __all__ = ["GammaPhysNet", "PRESETS", "TARGET_SCALE", "TARGET_OFFSET", "Residual
 #: timm-like presets; any key can be overridden in the constructor
 PRESETS = {
     # for tests, the quickstart and CPU training
-    "small": dict(channels=(8, 16, 32), blocks=(1, 1, 1), pool_steps=2, head_hidden=32, attention_reduction=4),
+    "small": dict(
+        channels=(8, 16, 32), blocks=(1, 1, 1), pool_steps=2, head_hidden=64, attention_reduction=4, cleaning=(8.0, 4.0)
+    ),
     # GammaLearn-sized: 16/32/64 channels, three stages of three blocks
-    "paper": dict(channels=(16, 32, 64), blocks=(3, 3, 3), pool_steps=2, head_hidden=64, attention_reduction=4),
+    "paper": dict(
+        channels=(16, 32, 64), blocks=(3, 3, 3), pool_steps=2, head_hidden=64, attention_reduction=4, cleaning=(8.0, 4.0)
+    ),
 }
 
 #: physical = offset + scale * normalised (units of the outputs: log10(E/TeV), deg, m)
@@ -88,13 +94,8 @@ class PositionPooling(nn.Module):
     Sum pooling is blind to where the image lies in the camera, which the
     direction and impact heads need. Here ``n_maps`` learned maps, each
     softmax-normalised over the pixels of the full-resolution lattice, give
-    expected positions; the input charge gives the centroid and second
-    moments (the Hillas ellipse). Positions are axial lattice coordinates,
-    centred and scaled: a linear map from camera coordinates, which the heads
-    absorb.
+    expected positions (axial lattice coordinates, centred and scaled).
     """
-
-    N_MOMENTS = 5
 
     def __init__(self, channels, lattice, n_maps=4):
         super().__init__()
@@ -103,25 +104,13 @@ class PositionPooling(nn.Module):
         self.register_buffer("coords", coords, persistent=False)
         self.register_buffer("grid_index", torch.as_tensor(np.asarray(lattice.grid_index, dtype=np.int64)), persistent=False)
         self.proj = _Pointwise(channels, n_maps)
-        self.n_features = 2 * n_maps + self.N_MOMENTS
+        self.n_features = 2 * n_maps
 
-    def moments(self, charge):
-        """Charge-weighted centroid (2) and central second moments (3), (N, 5)."""
-        weight = torch.clamp(charge, min=0.0)
-        weight = weight / torch.clamp(weight.sum(dim=1, keepdim=True), min=1e-6)
-        mean = weight @ self.coords
-        d = self.coords.unsqueeze(0) - mean.unsqueeze(1)
-        xx = (weight * d[..., 0] * d[..., 0]).sum(dim=1)
-        xy = (weight * d[..., 0] * d[..., 1]).sum(dim=1)
-        yy = (weight * d[..., 1] * d[..., 1]).sum(dim=1)
-        return torch.cat([mean, torch.stack([xx, xy, yy], dim=1)], dim=1)
-
-    def forward(self, x, charge):
+    def forward(self, x):
         if x.dim() == 4:
             x = from_grid(x, self.grid_index)
         weight = torch.softmax(self.proj(x), dim=2)  # (N, K, P)
-        expected = torch.matmul(weight, self.coords).flatten(1)  # (N, 2K)
-        return torch.cat([expected, self.moments(charge)], dim=1)
+        return torch.matmul(weight, self.coords).flatten(1)  # (N, 2K)
 
 
 def _head(in_features, hidden, out_features):
@@ -139,7 +128,8 @@ class GammaPhysNet(nn.Module):
     **overrides
         ``channels`` (per stage), ``blocks`` (per stage), ``pool_steps``
         (lattice halvings between stages), ``head_hidden``,
-        ``attention_reduction``, ``impl`` ("auto", "grid", "gather"; the same
+        ``attention_reduction``, ``cleaning`` (picture and boundary
+        thresholds in p.e. of the image moments' tailcuts, see `ImageMoments`), ``impl`` ("auto", "grid", "gather"; the same
         numbers either way).
 
     ``model.config`` rebuilds the model: ``GammaPhysNet(lattice, **model.config)``.
@@ -156,6 +146,7 @@ class GammaPhysNet(nn.Module):
         cfg.update(overrides)
         cfg["channels"] = [int(c) for c in cfg["channels"]]
         cfg["blocks"] = [int(b) for b in cfg["blocks"]]
+        cfg["cleaning"] = [float(v) for v in cfg["cleaning"]]
         if len(cfg["channels"]) != len(cfg["blocks"]):
             raise ValueError("channels and blocks need one entry per stage")
         self.config = dict(preset=preset, **cfg)
@@ -192,12 +183,15 @@ class GammaPhysNet(nn.Module):
         self.n_final_pixels = int(current.n_pixels)
 
         self.position = PositionPooling(cfg["channels"][0], lattice)
-        n_features = in_ch + self.position.n_features
+        self.moments = ImageMoments(cfg["channels"][0], lattice, *(float(v) for v in cfg["cleaning"]))
+        n_features = in_ch + self.position.n_features + ImageMoments.N_FEATURES
         hidden = int(cfg["head_hidden"])
         self.classifier = _head(n_features, hidden, len(CLASS_NAMES))
         self.energy = _head(n_features, hidden, 2)  # value, logvar
-        self.direction = _head(n_features, hidden, 4)
+        # |disp|, sign, correction across the axis, 2 logvars (see forward)
+        self.direction = _head(n_features, hidden, 5)
         self.impact = _head(n_features, hidden, 4)
+        self.direction_terms = None  # set by each training forward, see forward
 
         names = ("log10_energy", "fov_offset", "impact")
         self.register_buffer("_scales", torch.tensor([TARGET_SCALE[k] for k in names]), persistent=False)
@@ -222,31 +216,51 @@ class GammaPhysNet(nn.Module):
         return torch.stack([scaled, rel, valid.to(image.dtype)], dim=1)
 
     def features(self, image, peak_time):
-        """Pooled feature vector (N, C_last + position features)."""
+        """Pooled features (N, F), image centroid (N, 2, deg) and main axis (N, 2)."""
         inputs = self.normalise_inputs(image, peak_time)
         x = inputs
         if self.on_grid:
             x = to_grid(x, self.cell_pixel, self.grid_shape)
         x = F.relu(self.stem_bn(self.stem(x)))
-        position = inputs[:, 0, :0]  # replaced after the first stage; a Tensor for TorchScript
+        # replaced after the first stage; Tensors for TorchScript
+        pooled = inputs[:, 0, :0]
+        centroid = inputs[:, 0, :2]
+        axis = centroid
+        charge = torch.where(inputs[:, 2] > 0, image, torch.zeros_like(image))
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i == 0:  # still on the full-resolution lattice
-                position = self.position(x, inputs[:, 0])
-        return torch.cat([pixel_sum(x) / self.n_final_pixels, position], dim=1)
+                moments, centroid, axis = self.moments(x, charge, inputs[:, 1])
+                pooled = torch.cat([self.position(x), moments], dim=1)
+        return torch.cat([pixel_sum(x) / self.n_final_pixels, pooled], dim=1), centroid, axis
 
     def forward(self, image, peak_time):
-        f = self.features(image, peak_time)
+        f, centroid, axis = self.features(image, peak_time)
         s_e, s_d, s_i = self._scales[0], self._scales[1], self._scales[2]
-        o_e, o_d, o_i = self._offsets[0], self._offsets[1], self._offsets[2]
+        o_e, o_i = self._offsets[0], self._offsets[2]
         class_logits = self.classifier(f)
         energy = self.energy(f)
         direction = self.direction(f)
         impact = self.impact(f)
         log10_energy = o_e + s_e * energy[:, 0]
         log10_energy_logvar = energy[:, 1] + 2.0 * torch.log(s_e)
-        fov_offset = o_d + s_d * direction[:, :2]
-        fov_offset_logvar = direction[:, 2:] + 2.0 * torch.log(s_d)
+        # Hillas+disp made differentiable: centroid + signed disp along the
+        # main axis + a correction across it (all in units of s_d)
+        magnitude = F.softplus(direction[:, 0])
+        disp = magnitude * torch.tanh(direction[:, 1])
+        if self.training and not torch.jit.is_scripting():
+            # for the loss (training.losses.disp_loss): with the sign still random, the
+            # best |disp| for the position alone is zero, which then stalls the sign
+            # too; |disp| and its sign are also learnt separately
+            self.direction_terms = {
+                "centroid": centroid,
+                "axis": axis,
+                "disp_magnitude": s_d * magnitude,
+                "disp_sign_logit": 2.0 * direction[:, 1],  # tanh(x) = 2 sigmoid(2x) - 1
+            }
+        across = torch.stack([-axis[:, 1], axis[:, 0]], dim=1)
+        fov_offset = centroid + s_d * (disp.unsqueeze(1) * axis + direction[:, 2:3] * across)
+        fov_offset_logvar = direction[:, 3:] + 2.0 * torch.log(s_d)
         impact_xy = o_i + s_i * impact[:, :2]
         impact_logvar = impact[:, 2:] + 2.0 * torch.log(s_i)
         return (

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from ..modelcard import GAMMA_CLASS_INDEX, OUTPUT_NAMES
 
-__all__ = ["TASKS", "DEFAULT_SCALES", "REGRESSION_LOSSES", "MultitaskLoss", "outputs_as_dict"]
+__all__ = ["TASKS", "DEFAULT_SCALES", "REGRESSION_LOSSES", "MultitaskLoss", "disp_loss", "outputs_as_dict"]
 
 TASKS = ("particle", "energy", "direction", "impact")
 DEFAULT_SCALES = {"energy": 1.0, "direction": 1.0, "impact": 100.0}
@@ -49,6 +49,24 @@ def _weighted_mean(values, weights):
     return (values * weights).sum() / total
 
 
+def disp_loss(terms, true_fov, scale=1.0):
+    """Per-event |disp| and disp-sign loss of a Hillas+disp-structured direction head.
+
+    ``terms`` (``GammaPhysNet.direction_terms``): image ``centroid`` and main
+    ``axis``, predicted ``disp_magnitude`` and ``disp_sign_logit``. The true
+    disp is the true source offset from the centroid along the axis. L1 on the
+    magnitude (in units of ``scale``) plus binary cross-entropy on the sign,
+    as a random forest is trained for ctapipe's DispReconstructor.
+    """
+    offset = true_fov.float() - terms["centroid"].float()
+    along = (offset * terms["axis"].float()).sum(dim=1)
+    magnitude = (terms["disp_magnitude"].float() - along.abs()).abs() / scale
+    sign = F.binary_cross_entropy_with_logits(
+        terms["disp_sign_logit"].float(), (along > 0).float(), reduction="none"
+    )
+    return magnitude + sign
+
+
 class MultitaskLoss(nn.Module):
     """Per-task losses ``{"particle", "energy", "direction", "impact"}`` of one batch.
 
@@ -77,7 +95,8 @@ class MultitaskLoss(nn.Module):
             return (log_b + (pred - target).abs() * torch.exp(-log_b)).mean(dim=1)
         return (0.5 * (logvar + (pred - target) ** 2 * torch.exp(-logvar))).mean(dim=1)
 
-    def forward(self, outputs, batch):
+    def forward(self, outputs, batch, direction_terms=None):
+        """``direction_terms``: the model's training-only disp terms (see `disp_loss`), or None."""
         out = outputs_as_dict(outputs)
         weight = batch["weight"].float()
         losses = {
@@ -89,4 +108,7 @@ class MultitaskLoss(nn.Module):
         for task, (pred_name, logvar_name, label) in _REGRESSIONS.items():
             per_event = self._regression(out[pred_name], out[logvar_name], batch[label], self.scales[task])
             losses[task] = _weighted_mean(per_event, reg_weight)
+        if direction_terms is not None:
+            per_event = disp_loss(direction_terms, batch["fov_offset"], self.scales["direction"])
+            losses["direction"] = losses["direction"] + _weighted_mean(per_event, reg_weight)
         return losses
