@@ -8,7 +8,7 @@ import torch
 
 from ctapipe_gammalearn.training.balancing import FixedWeights, GradNorm, UncertaintyWeighting, make_balancer
 from ctapipe_gammalearn.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ctapipe_gammalearn.training.losses import TASKS, MultitaskLoss
+from ctapipe_gammalearn.training.losses import TASKS, MultitaskLoss, disp_loss
 from ctapipe_gammalearn.training.metrics import binned_metrics, summary_metrics
 
 
@@ -49,6 +49,29 @@ def test_loss_zero_for_perfect_and_scaled_units():
     l1 = MultitaskLoss("l1")(out, batch)
     assert float(l1["impact"]) == pytest.approx(1.0)
     assert float(l1["direction"]) == pytest.approx(0.5)
+
+
+def test_disp_loss_learns_magnitude_and_sign_separately():
+    """|disp| is scored whatever the sign, the sign by cross-entropy; protons do not count."""
+    batch = make_batch(n=4, gamma_fraction=0.5)
+    axis = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [1.0, 0.0]])
+    true_disp = torch.tensor([0.7, -0.4, 1.2, 0.3])
+    centroid = torch.randn(4, 2)
+    batch["fov_offset"] = centroid + true_disp.unsqueeze(1) * axis
+    right = {"centroid": centroid, "axis": axis, "disp_magnitude": true_disp.abs(), "disp_sign_logit": 30 * true_disp.sign()}
+    assert torch.all(disp_loss(right, batch["fov_offset"]) < 1e-6)
+    wrong_sign = dict(right, disp_sign_logit=-right["disp_sign_logit"])
+    per_event = disp_loss(wrong_sign, batch["fov_offset"])
+    assert torch.all(per_event > 10)  # 30 nats per event: the magnitude term stays at zero
+    short = dict(right, disp_magnitude=right["disp_magnitude"] - 0.25)
+    torch.testing.assert_close(disp_loss(short, batch["fov_offset"]), torch.full((4,), 0.25), atol=1e-5, rtol=0)
+    # added to the direction task, on gammas only (the last two events are protons)
+    loss = MultitaskLoss("l1")
+    outputs = list(perfect_outputs(batch))
+    plain = float(loss(outputs, batch)["direction"])
+    protons_wrong = dict(short, disp_magnitude=torch.cat([right["disp_magnitude"][:2], short["disp_magnitude"][2:]]))
+    assert float(loss(outputs, batch, direction_terms=protons_wrong)["direction"]) == pytest.approx(plain, abs=1e-5)
+    assert float(loss(outputs, batch, direction_terms=short)["direction"]) == pytest.approx(plain + 0.25, abs=1e-5)
 
 
 def test_gaussian_nll_trains_the_log_variance():
@@ -254,3 +277,19 @@ def test_trainer_early_stopping(tiny_setup, tmp_path, monkeypatch):
     assert trainer.stopped_early and trainer.best_epoch == 2 and trainer.best_val_loss == 2.0
     assert load_checkpoint(tmp_path / "checkpoint_best.pt")["epoch"] == 2
     assert load_checkpoint(tmp_path / "checkpoint_last.pt")["epoch"] == 4
+
+
+def test_trainer_passes_the_disp_terms_and_lets_them_go(tiny_setup, tmp_path):
+    trainer = make_trainer(tiny_setup, tmp_path)
+    seen = []
+    inner = trainer.loss_fn
+
+    def recording_loss(outputs, batch, direction_terms=None):
+        seen.append(direction_terms is not None and trainer.model.training)
+        return inner(outputs, batch, direction_terms=direction_terms)
+
+    trainer.loss_fn = recording_loss
+    trainer.fit(1)
+    # two training batches with the terms, then validation (eval mode) without them
+    assert seen == [True, True, False]
+    assert trainer.model.direction_terms is None

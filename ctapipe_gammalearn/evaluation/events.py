@@ -27,6 +27,7 @@ __all__ = [
     "LEVELS",
     "GAMMA_ID",
     "PROTON_ID",
+    "TEL_TYPE_COLUMN",
     "DEFAULT_QUALITY_CRITERIA",
     "BenchmarkInputError",
     "BenchmarkQualityQuery",
@@ -46,6 +47,8 @@ KIND_GROUPS = {"energy": ("energy",), PARTICLE_TYPE_KEY: ("classification", "par
 LEVELS = {"mono": "telescope", "stereo": "subarray"}
 GAMMA_ID = 0
 PROTON_ID = 101
+#: telescope-event column holding ``str(TelescopeDescription)``, e.g. ``LST_LST_LSTCam``
+TEL_TYPE_COLUMN = "tel_type"
 
 #: the selection γ-PhysNet is trained with (ctapipe_gammalearn.data.cuts), so
 #: that the comparison uses the events both methods were built for
@@ -139,7 +142,9 @@ def load_events(paths, parameter_columns=("hillas_intensity", "leakage_intensity
     """Read DL2 + truth + the DL1 parameters needed for the quality selection.
 
     Returns ``(tel_events, subarray_events, reconstructors)``; both tables carry
-    ``file_index`` so that event ids of different files never collide.
+    ``file_index`` so that event ids of different files never collide, and the
+    telescope events carry their telescope type (`TEL_TYPE_COLUMN`), taken from
+    each file's own subarray (tel_ids mean different telescopes in different files).
     """
     if not paths:
         raise BenchmarkInputError("no input files")
@@ -155,10 +160,13 @@ def load_events(paths, parameter_columns=("hillas_intensity", "leakage_intensity
             tel = loader.read_telescope_events(
                 tel_ids, dl1_parameters=True, dl2=True, simulated=True, instrument=False, pointing=False
             )
+            types = {tel_id: str(loader.subarray.tel[tel_id]) for tel_id in tel_ids}
         for table in (sub, tel):
             table["file_index"] = np.full(len(table), index)
         sub_tables.append(_keep_columns(sub, prefixes, []))
-        tel_tables.append(_keep_columns(tel, prefixes, ["tel_id", *parameter_columns]))
+        tel = _keep_columns(tel, prefixes, ["tel_id", *parameter_columns])
+        tel[TEL_TYPE_COLUMN] = np.array([types[tel_id] for tel_id in np.asarray(tel["tel_id"])], dtype=str)
+        tel_tables.append(tel)
     tel_events = QTable(vstack(tel_tables, join_type="outer", metadata_conflicts="silent"))
     sub_events = QTable(vstack(sub_tables, join_type="outer", metadata_conflicts="silent"))
     return tel_events, sub_events, _merge_found([found for found, _ in checked])

@@ -8,10 +8,24 @@ import numpy as np
 from astropy.table import Table
 
 from ..compat import PARTICLE_TYPE_KEY
-from .events import KINDS, reconstructor_events
+from .events import KINDS, TEL_TYPE_COLUMN, reconstructor_events
 from .metrics import angular_benchmark, classification_benchmark, energy_benchmark, roc
 
-__all__ = ["REFERENCE_PREFIXES", "METRICS", "benchmark_all", "choose_references", "to_json", "format_tables"]
+__all__ = [
+    "REFERENCE_PREFIXES",
+    "METRICS",
+    "BY_TYPE",
+    "benchmark_all",
+    "telescope_types",
+    "section_name",
+    "section_metrics",
+    "choose_references",
+    "to_json",
+    "format_tables",
+]
+
+#: metrics.json key of the mono metrics per telescope type
+BY_TYPE = "mono_by_type"
 
 #: the Hillas+RF baseline, first present wins
 REFERENCE_PREFIXES = {
@@ -63,32 +77,75 @@ def _kind_columns(kind):
     return ["n_events", "valid_fraction", *extra, *cols]
 
 
+def telescope_types(tel_events):
+    """Sorted telescope types of the telescope events (empty without a type column)."""
+    if TEL_TYPE_COLUMN not in tel_events.colnames:
+        return []
+    return sorted({str(t) for t in np.asarray(tel_events[TEL_TYPE_COLUMN])})
+
+
+def section_name(level, tel_type=None):
+    """Key of a per-type section in ``tables``: ``mono/<type>``; the level itself when pooled."""
+    return level if tel_type is None else f"{level}/{tel_type}"
+
+
+def section_metrics(metrics, section):
+    """``{prefix: {kind: entry}}`` of a section of ``tables`` (see `section_name`)."""
+    level, _, tel_type = section.partition("/")
+    return metrics[BY_TYPE][tel_type] if tel_type else metrics[level]
+
+
+def _benchmark_level(events, level, reconstructors, bins, drop_unmeasured, **kwargs):
+    overall_bins = bins[[0, -1]]
+    metrics, tables = {}, {kind: {} for kind in KINDS}
+    for kind in KINDS:
+        for prefix in reconstructors[kind]:
+            reco = reconstructor_events(events, prefix, kind, level)
+            if drop_unmeasured and not np.any(reco["valid"]):
+                continue
+            options = {"min_events": kwargs["min_events"]}
+            if kind == PARTICLE_TYPE_KEY:
+                options.update(gamma_efficiency=kwargs["gamma_efficiency"], background_ids=kwargs["background_ids"])
+            per_bin = _BENCHMARKS[kind](reco, bins, **options)
+            overall = _BENCHMARKS[kind](reco, overall_bins, **options)
+            columns = _kind_columns(kind)
+            entry = {"bins": _rows(per_bin, columns), "overall": _rows(overall, columns)[0]}
+            if kind == PARTICLE_TYPE_KEY:
+                fpr, tpr, auc = roc(reco, kwargs["background_ids"])
+                entry["overall"]["auc"] = _nan_to_none(auc)
+                entry["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+            metrics.setdefault(prefix, {})[kind] = entry
+            tables[kind][prefix] = per_bin
+    return metrics, tables
+
+
 def benchmark_all(tel_events, sub_events, reconstructors, bins, gamma_efficiency=0.7, background_ids=(101,), min_events=10):
     """``{level: {prefix: {kind: {"overall": {...}, "bins": [...], "roc": {...}}}}}`` plus the tables.
 
-    Returns ``(metrics, tables)`` where ``tables[level][kind][prefix]`` is the
-    per-bin astropy table (for printing and plots) and ``metrics`` is plain JSON-able data.
+    ``mono`` pools the telescope events of all telescopes. Where they hold more
+    than one telescope type (`TEL_TYPE_COLUMN`), ``metrics["mono_by_type"][type]``
+    holds the same for each type's events alone; a reconstructor with no valid
+    prediction on a type's events is left out of that type.
+
+    Returns ``(metrics, tables)`` where ``tables[section][kind][prefix]`` is the
+    per-bin astropy table (for printing and plots; sections are ``mono``,
+    ``mono/<type>``, ``stereo``, see `section_name`) and ``metrics`` is plain JSON-able data.
     """
-    overall_bins = bins[[0, -1]]
+    options = dict(gamma_efficiency=gamma_efficiency, background_ids=tuple(background_ids), min_events=min_events)
     metrics, tables = {}, {}
-    for level, events in (("mono", tel_events), ("stereo", sub_events)):
-        metrics[level], tables[level] = {}, {kind: {} for kind in KINDS}
-        for kind in KINDS:
-            for prefix in reconstructors[level][kind]:
-                reco = reconstructor_events(events, prefix, kind, level)
-                kwargs = {"min_events": min_events}
-                if kind == PARTICLE_TYPE_KEY:
-                    kwargs.update(gamma_efficiency=gamma_efficiency, background_ids=background_ids)
-                per_bin = _BENCHMARKS[kind](reco, bins, **kwargs)
-                overall = _BENCHMARKS[kind](reco, overall_bins, **kwargs)
-                columns = _kind_columns(kind)
-                entry = {"bins": _rows(per_bin, columns), "overall": _rows(overall, columns)[0]}
-                if kind == PARTICLE_TYPE_KEY:
-                    fpr, tpr, auc = roc(reco, background_ids)
-                    entry["overall"]["auc"] = _nan_to_none(auc)
-                    entry["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
-                metrics[level].setdefault(prefix, {})[kind] = entry
-                tables[level][kind][prefix] = per_bin
+    metrics["mono"], tables["mono"] = _benchmark_level(tel_events, "mono", reconstructors["mono"], bins, False, **options)
+    types = telescope_types(tel_events)
+    if len(types) > 1:
+        metrics[BY_TYPE] = {}
+        column = np.asarray(tel_events[TEL_TYPE_COLUMN])
+        for tel_type in types:
+            events = tel_events[column == tel_type]
+            metrics[BY_TYPE][tel_type], tables[section_name("mono", tel_type)] = _benchmark_level(
+                events, "mono", reconstructors["mono"], bins, True, **options
+            )
+    metrics["stereo"], tables["stereo"] = _benchmark_level(
+        sub_events, "stereo", reconstructors["stereo"], bins, False, **options
+    )
     return metrics, tables
 
 
@@ -127,12 +184,14 @@ def format_tables(tables, references, metrics=None):
     energy bin (plus ``all`` when ``metrics`` is given), one column per
     reconstructor (reference first), each followed by its ratio to the reference."""
     blocks = []
-    for level, kinds in tables.items():
+    for section, kinds in tables.items():
+        level = section.partition("/")[0]
         for metric, (kind, label, _) in METRICS.items():
             per_prefix = kinds.get(kind, {})
             if not per_prefix:
                 continue
             ref = references.get(level, {}).get(kind)
+            ref = ref if ref in per_prefix else None
             order = sorted(per_prefix, key=lambda p: (p != ref, p))
             first = per_prefix[order[0]]
             filled = np.asarray(first["n_events"]) > 0
@@ -145,9 +204,10 @@ def format_tables(tables, references, metrics=None):
             if metrics is not None:
                 columns["E_min [TeV]"].append("all")
                 columns["E_max [TeV]"].append("")
-                columns["n_events"].append(metrics[level][order[0]][kind]["overall"]["n_events"])
+                measured = section_metrics(metrics, section)
+                columns["n_events"].append(measured[order[0]][kind]["overall"]["n_events"])
                 for p in order:
-                    values[p].append(_float(metrics[level][p][kind]["overall"].get(metric)))
+                    values[p].append(_float(measured[p][kind]["overall"].get(metric)))
             out = Table(columns)
             for p in order:
                 out[p] = np.array(values[p])
@@ -156,6 +216,6 @@ def format_tables(tables, references, metrics=None):
                     with np.errstate(invalid="ignore", divide="ignore"):
                         out[f"{p}/ref"] = out[p] / np.array(values[ref])
                     out[f"{p}/ref"].format = ".2f"
-            title = f"[{level}] {label}" + (f" (reference: {ref})" if ref else "")
+            title = f"[{section}] {label}" + (f" (reference: {ref})" if ref else "")
             blocks.append(title + "\n" + "\n".join(out.pformat(max_lines=-1, max_width=-1)))
     return "\n\n".join(blocks)

@@ -1,10 +1,12 @@
 """``ctapipe-gammalearn-benchmark``: every DL2 reconstructor of the input files, side by side."""
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import astropy.units as u
+import numpy as np
 from ctapipe.core import Provenance, Tool, ToolConfigurationError
 from ctapipe.core.traits import AstroQuantity, Bool, Dict, Float, Int, List, flag
 from ctapipe.core.traits import Path as PathTrait
@@ -21,7 +23,17 @@ from ..evaluation.events import (
 )
 from ..evaluation.metrics import energy_bins
 from ..evaluation.plots import plot_metric, plot_roc
-from ..evaluation.report import METRICS, REFERENCE_PREFIXES, benchmark_all, choose_references, format_tables, to_json
+from ..evaluation.events import TEL_TYPE_COLUMN
+from ..evaluation.report import (
+    BY_TYPE,
+    METRICS,
+    REFERENCE_PREFIXES,
+    benchmark_all,
+    choose_references,
+    format_tables,
+    section_metrics,
+    to_json,
+)
 
 __all__ = ["BenchmarkTool", "main"]
 
@@ -30,9 +42,10 @@ class BenchmarkTool(Tool):
     """Energy, direction and gamma/hadron benchmarks of all reconstructors in DL2 files.
 
     Every reconstructor is measured on the same events (those passing the
-    quality selection), per bin of true energy, mono (telescope) and stereo
-    (subarray) where present. Writes ``metrics.json``, one PNG per metric and
-    level, and prints the tables.
+    quality selection), per bin of true energy, mono (telescope; also per
+    telescope type when there are several) and stereo (subarray) where present.
+    Writes ``metrics.json``, one PNG per metric and level (and telescope type),
+    and prints the tables.
     """
 
     name = "ctapipe-gammalearn-benchmark"
@@ -138,27 +151,27 @@ class BenchmarkTool(Tool):
                 "gamma_efficiency": self.gamma_efficiency,
                 "background_ids": list(self.background_ids),
                 "min_events": self.min_events,
-                "n_selected": {"mono": len(self.tel), "stereo": len(self.sub)},
+                "n_selected": self._n_selected(),
                 "references": self.references,
             }
             (tmp / "metrics.json").write_text(to_json(self.metrics, **header))
             written = ["metrics.json"]
             jobs = [
-                (level, metric)
-                for level in self.tables
+                (section, metric)
+                for section in self.tables
                 for metric, (kind, _, _) in METRICS.items()
-                if self.tables[level][kind]
+                if self.tables[section][kind]
             ]
-            for level, metric in tqdm(jobs, desc="plots", disable=not self.progress_bar):
+            for section, metric in tqdm(jobs, desc="plots", disable=not self.progress_bar):
                 kind = METRICS[metric][0]
-                reference = self.references[level].get(kind)
-                name = f"{level}_{metric}.png"
-                plot_metric(self.tables[level][kind], metric, reference, tmp / name, title=level)
+                reference = self.references[section.partition("/")[0]].get(kind)
+                name = f"{_file_stem(section)}_{metric}.png"
+                plot_metric(self.tables[section][kind], metric, reference, tmp / name, title=section)
                 written.append(name)
-            for level, level_metrics in self.metrics.items():
-                if self.tables[level][PARTICLE_TYPE_KEY]:
-                    name = f"{level}_roc.png"
-                    plot_roc(level_metrics, PARTICLE_TYPE_KEY, tmp / name, title=level)
+            for section, kinds in self.tables.items():
+                if kinds[PARTICLE_TYPE_KEY]:
+                    name = f"{_file_stem(section)}_roc.png"
+                    plot_roc(section_metrics(self.metrics, section), PARTICLE_TYPE_KEY, tmp / name, title=section)
                     written.append(name)
             if self.output_dir.exists():
                 shutil.rmtree(self.output_dir)
@@ -169,6 +182,18 @@ class BenchmarkTool(Tool):
         for name in written:
             Provenance().add_output_file(str(self.output_dir / name), role="benchmark report", add_meta=False)
         self.log.info("report written to %s", self.output_dir)
+
+    def _n_selected(self):
+        counts = {"mono": len(self.tel), "stereo": len(self.sub)}
+        if BY_TYPE in self.metrics:
+            types = np.asarray(self.tel[TEL_TYPE_COLUMN])
+            counts[BY_TYPE] = {t: int(np.count_nonzero(types == t)) for t in self.metrics[BY_TYPE]}
+        return counts
+
+
+def _file_stem(section):
+    """``mono/LST_LST_LSTCam`` -> ``mono_LST_LST_LSTCam``: a plain file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", section.replace("/", "_"))
 
 
 def main():
