@@ -1,5 +1,8 @@
 """ctapipe-gammalearn-benchmark on DL2 files: real DL1 events of sim_telarray files
-with DL2 predictions of known quality added, and ctapipe's own HillasReconstructor."""
+with DL2 predictions of known quality added, and ctapipe's own HillasReconstructor.
+
+The files make a mixed array: LSTCam, LSTN-design and MSTx-NectarCam telescopes,
+the last two in a gamma and a proton file."""
 
 import json
 import shutil
@@ -14,16 +17,24 @@ from ctapipe.core import run_tool
 from ctapipe.io.astropy_helpers import read_table, write_table
 
 from ctapipe_gammalearn.compat import PARTICLE_TYPE_KEY
+from ctapipe.instrument import SubarrayDescription
+
 from ctapipe_gammalearn.evaluation.events import (
+    TEL_TYPE_COLUMN,
     BenchmarkInputError,
     find_reconstructors,
     load_events,
     select_events,
 )
+from ctapipe_gammalearn.evaluation.metrics import energy_bins
+from ctapipe_gammalearn.evaluation.report import benchmark_all, to_json
+from ctapipe_gammalearn.evaluation.sensitivity import SensitivityUnavailable, simulation_inputs
 from ctapipe_gammalearn.tools.benchmark import BenchmarkTool
 
 GAMMA_DL1 = "dl1/gamma__test_lasercal_v3.dl1.h5"  # 4 LSTs: the loader is slow per telescope
 PROTON_DL1 = "dl1/proton__5764bf77_proton_run000001_za20deg_azm180deg_North_CTAO-North-Alpha_7.0.0_test.dl1.h5"
+#: LSTN-design + MSTx-NectarCam gammas: the proton file's telescope types
+MIXED_GAMMA_DL1 = "dl1/gamma__01a5ccb0_gamma_diffuse_run000010_za20deg_azm000deg_North_alpha_6.0.0_test_file.dl1.h5"
 
 #: prefix -> spread of its predictions around the truth; "Sharp" is the better one
 SPREAD = {"SharpRegressor": 0.05, "BlurryRegressor": 0.5}
@@ -84,11 +95,11 @@ def add_dl2(path, seed=0):
 
 @pytest.fixture(scope="module")
 def dl2_files(shared_data, tmp_path_factory):
-    """Real DL1 events (one gamma, one proton file) with DL2 predictions of known quality."""
+    """Real DL1 events (two gamma files, one proton file) with DL2 predictions of known quality."""
     directory = tmp_path_factory.mktemp("dl2")
     paths = []
-    for i, name in enumerate([GAMMA_DL1, PROTON_DL1]):
-        path = directory / (name.split("/")[1].split("__")[0] + ".dl2.h5")
+    for i, name in enumerate([GAMMA_DL1, PROTON_DL1, MIXED_GAMMA_DL1]):
+        path = directory / f"{i}_{name.split('/')[1].split('__')[0]}.dl2.h5"
         shutil.copy(shared_data / name, path)  # a scratch copy outside the project
         path.chmod(0o644)
         add_dl2(path, seed=i)
@@ -118,14 +129,14 @@ def loaded(dl2_files):
     return load_events(dl2_files)
 
 
-def test_common_selection(loaded):
+def test_common_selection(loaded, dl2_files):
     tel, sub, _ = loaded
     tel_sel, sub_sel = select_events(tel, sub)
     assert 0 < len(tel_sel) < len(tel)
     assert np.all(tel_sel["hillas_intensity"] > 50)
     assert np.all(tel_sel["leakage_intensity_width_2"] < 0.2)
-    # events of both files survive and keep their file of origin
-    assert set(np.unique(sub_sel["file_index"])) == {0, 1}
+    # events of every file survive and keep their file of origin
+    assert set(np.unique(sub_sel["file_index"])) == set(range(len(dl2_files)))
     assert 0 < len(sub_sel) <= len(sub)
 
 
@@ -137,6 +148,50 @@ def test_report_files(report):
         for metric in ("angular_resolution_deg", "energy_resolution", "energy_bias", "auc", "roc"):
             assert f"{level}_{metric}.png" in names
     assert not list(output.parent.glob(".report.*")), "temporary directory left behind"
+
+
+def test_telescope_type_of_each_event(loaded, dl2_files):
+    """Types come from each file's own subarray: tel_ids mean different telescopes in different files."""
+    tel, _, _ = loaded
+    for index, path in enumerate(dl2_files):
+        subarray = SubarrayDescription.from_hdf(path, focal_length_choice="EQUIVALENT")
+        rows = tel[tel["file_index"] == index]
+        assert len(rows) > 0
+        for tel_id, tel_type in zip(rows["tel_id"], rows[TEL_TYPE_COLUMN]):
+            assert tel_type == str(subarray.tel[int(tel_id)])
+    assert {"LST_LST_LSTCam", "LST_LSTN-design_LSTN-design", "MST_MSTx-NectarCam_MSTx-NectarCam"} <= set(
+        tel[TEL_TYPE_COLUMN]
+    )
+
+
+def test_mono_per_telescope_type(report, loaded):
+    """The per-type split adds up to the pooled counts, and each type's numbers are
+    those of the pooled computation on that type's events alone."""
+    output, metrics = report
+    by_type, counts = metrics["mono_by_type"], metrics["n_selected"]
+    assert len(by_type) > 1
+    assert sum(counts["mono_by_type"].values()) == counts["mono"]
+    sharp = {"energy": "SharpRegressor", "geometry": "SharpGeometry", PARTICLE_TYPE_KEY: "SharpClassifier"}
+    for kind, prefix in sharp.items():
+        pooled = metrics["mono"][prefix][kind]
+        columns = ["n_events", "n_gamma", "n_background"] if kind == PARTICLE_TYPE_KEY else ["n_events"]
+        for column in columns:
+            per_type = [sum(b[column] for b in by_type[t][prefix][kind]["bins"]) for t in by_type]
+            assert sum(per_type) == sum(b[column] for b in pooled["bins"])
+            for i in range(len(pooled["bins"])):
+                assert sum(by_type[t][prefix][kind]["bins"][i][column] for t in by_type) == pooled["bins"][i][column]
+    tel, sub, found = loaded
+    tel, sub = select_events(tel, sub)
+    for tel_type, measured in by_type.items():
+        alone = tel[tel[TEL_TYPE_COLUMN] == tel_type]
+        expected, _ = benchmark_all(alone, sub[:0], found, energy_bins(), min_events=1)
+        assert "mono_by_type" not in expected  # one type: pooled only
+        assert measured == json.loads(to_json(expected))["mono"]
+        name = f"mono_{tel_type}_energy_resolution.png"
+        assert (output / name).is_file()
+    # gammas and protons of the same MST type: it has its ROC curve
+    assert by_type["MST_MSTx-NectarCam_MSTx-NectarCam"]["SharpClassifier"][PARTICLE_TYPE_KEY]["roc"]["fpr"]
+    assert (output / "mono_MST_MSTx-NectarCam_MSTx-NectarCam_roc.png").is_file()
 
 
 def test_report_ranks_methods(report):
@@ -168,6 +223,48 @@ def test_report_counts_same_events(report):
         # empty bins: zero events and null metrics
         empty = [x for x in a if x["n_events"] == 0]
         assert empty and all(x["energy_resolution"] is None for x in empty)
+
+
+def test_simulation_inputs(loaded, dl2_files):
+    """Point-like gammas and diffuse protons are found; diffuse gammas are not used."""
+    _, sub, _ = loaded
+    inputs = simulation_inputs(dl2_files, sub)
+    gamma_files, gamma_sim = inputs["gammas"]
+    proton_files, proton_sim = inputs["protons"]
+    assert gamma_files == [0] and proton_files == [1]  # file 2 holds diffuse gammas
+    assert gamma_sim.viewcone_max == gamma_sim.viewcone_min
+    assert proton_sim.viewcone_max > proton_sim.viewcone_min
+    # every simulated shower counts, triggered or not
+    showers = read_table(dl2_files[1], "/simulation/service/shower_distribution")
+    assert proton_sim.n_showers == showers["n_entries"].sum() > np.count_nonzero(sub["file_index"] == 1)
+    gammas_only = sub[sub["file_index"] != 1]
+    with pytest.raises(SensitivityUnavailable, match="no diffuse proton"):
+        simulation_inputs(dl2_files, gammas_only)
+    with pytest.raises(SensitivityUnavailable, match="no point-like gamma"):
+        simulation_inputs(dl2_files, sub[sub["file_index"] == 1])
+
+
+def test_report_sensitivity(report):
+    output, metrics = report
+    sensitivity = metrics["sensitivity"]
+    assert sensitivity["observation_time_h"] == 50
+    assert sensitivity["methods"] and set(sensitivity["methods"]) <= {"reference", "Sharp", "Blurry"}
+    for method in sensitivity["methods"].values():
+        assert set(method["reconstructors"]) == {"gammaness", "energy", "geometry"}
+        assert len(method["bins"]) == len(metrics["energy_bins_tev"]) - 1
+    assert (output / "sensitivity.png").is_file()
+
+
+def test_no_sensitivity_without_protons(dl2_files, tmp_path, capsys):
+    """A report without protons skips the sensitivity with one log line, not an error."""
+    output = tmp_path / "report"
+    argv = [f"--input={dl2_files[0]}", f"--input={dl2_files[2]}", f"--output-dir={output}", "--min-events=1"]
+    assert run_tool(BenchmarkTool(), argv=argv, cwd=tmp_path, raises=True) == 0
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert "sensitivity" not in metrics and not (output / "sensitivity.png").exists()
+    assert capsys.readouterr().err.count("no sensitivity curve: no diffuse proton file") == 1
+    # the per-type split does not depend on the sensitivity
+    assert len(metrics["mono_by_type"]) > 1
 
 
 def test_refuses_to_overwrite(report, dl2_files):

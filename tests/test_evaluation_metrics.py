@@ -4,10 +4,11 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.table import QTable
+from pyirf.spectral import CRAB_HEGRA
 from scipy.stats import norm
 
 from ctapipe_gammalearn.compat import PARTICLE_TYPE_KEY
-from ctapipe_gammalearn.evaluation.events import DEFAULT_QUALITY_CRITERIA, reconstructor_events
+from ctapipe_gammalearn.evaluation.events import DEFAULT_QUALITY_CRITERIA, TEL_TYPE_COLUMN, reconstructor_events
 from ctapipe_gammalearn.evaluation.metrics import (
     angular_benchmark,
     classification_benchmark,
@@ -16,7 +17,17 @@ from ctapipe_gammalearn.evaluation.metrics import (
     energy_bins,
     roc,
 )
-from ctapipe_gammalearn.evaluation.report import benchmark_all, choose_references, format_tables, to_json
+from ctapipe_gammalearn.evaluation.report import (
+    BY_TYPE,
+    benchmark_all,
+    choose_references,
+    format_tables,
+    section_metrics,
+    section_name,
+    telescope_types,
+    to_json,
+)
+from ctapipe_gammalearn.evaluation.sensitivity import method_triples, point_source_sensitivity
 
 N = 20_000
 BINS = energy_bins(0.1 * u.TeV, 100 * u.TeV, bins_per_decade=1)
@@ -264,3 +275,113 @@ def test_no_or_few_events_give_empty_metrics(rng, n):
     assert mono["GammaPhysNetGeometry"]["geometry"]["overall"]["angular_resolution_deg"] is None
     assert mono["GammaPhysNetClassifier"][PARTICLE_TYPE_KEY]["overall"]["background_efficiency"] is None
     assert "[mono] ROC AUC" in format_tables(tables, choose_references(found), metrics)
+
+
+_FOUND_MONO = {
+    "mono": {
+        "energy": ["GammaPhysNetEnergy", "RandomForestRegressor"],
+        "geometry": ["DispReconstructor", "GammaPhysNetGeometry"],
+        PARTICLE_TYPE_KEY: ["GammaPhysNetClassifier", "RandomForestClassifier"],
+    },
+    "stereo": {"energy": [], "geometry": [], PARTICLE_TYPE_KEY: []},
+}
+
+
+def test_one_telescope_type_keeps_the_pooled_report_only(rng):
+    events = _dl2_like(rng, 500)
+    without, _ = benchmark_all(events, events[:0], _FOUND_MONO, BINS)
+    events[TEL_TYPE_COLUMN] = "LST_LST_LSTCam"
+    metrics, tables = benchmark_all(events, events[:0], _FOUND_MONO, BINS)
+    assert list(tables) == ["mono", "stereo"]
+    assert to_json(metrics) == to_json(without)
+
+
+def test_mixed_array_is_split_per_telescope_type(rng):
+    events = _dl2_like(rng, 4000)
+    lst = rng.uniform(size=len(events)) < 0.3
+    events[TEL_TYPE_COLUMN] = np.where(lst, "LST_LST_LSTCam", "MST_MST_NectarCam")
+    # the reference energy model only exists for the MSTs: left out of the LST results
+    events["RandomForestRegressor_tel_is_valid"] = ~lst
+    events["RandomForestRegressor_tel_energy"][lst] = np.nan
+    metrics, tables = benchmark_all(events, events[:0], _FOUND_MONO, BINS)
+    assert list(tables) == ["mono", "mono/LST_LST_LSTCam", "mono/MST_MST_NectarCam", "stereo"]
+    by_type = metrics[BY_TYPE]
+    assert sorted(by_type) == telescope_types(events) == ["LST_LST_LSTCam", "MST_MST_NectarCam"]
+    assert "RandomForestRegressor" not in by_type["LST_LST_LSTCam"]
+    assert "RandomForestRegressor" in metrics["mono"] and "RandomForestRegressor" in by_type["MST_MST_NectarCam"]
+    for tel_type, mask in (("LST_LST_LSTCam", lst), ("MST_MST_NectarCam", ~lst)):
+        alone, _ = benchmark_all(events[mask], events[:0], _FOUND_MONO, BINS)
+        assert BY_TYPE not in alone
+        expected = {p: kinds for p, kinds in alone["mono"].items() if p in by_type[tel_type]}
+        assert to_json(by_type[tel_type]) == to_json(expected)
+    n_gamma = [sum(b["n_events"] for b in by_type[t]["GammaPhysNetEnergy"]["energy"]["bins"]) for t in by_type]
+    assert sum(n_gamma) == sum(b["n_events"] for b in metrics["mono"]["GammaPhysNetEnergy"]["energy"]["bins"]) > 0
+    text = format_tables(tables, choose_references(_FOUND_MONO), metrics)
+    assert "[mono] energy resolution (reference: RandomForestRegressor)" in text
+    # without its reference a type's table has no ratio column
+    lst_block = text.split("[mono/LST_LST_LSTCam] energy resolution")[1].split("\n\n")[0]
+    assert "(reference" not in lst_block.splitlines()[0] and "/ref" not in lst_block
+    assert "[mono/MST_MST_NectarCam] ROC AUC (reference: RandomForestClassifier)" in text
+    assert section_metrics(metrics, "mono/MST_MST_NectarCam") is by_type["MST_MST_NectarCam"]
+    assert section_name("mono", "MST_MST_NectarCam") == "mono/MST_MST_NectarCam"
+
+
+def _irf_events(rng, n, separation, signal):
+    """ctapipe.irf-style events: point-like gammas at the centre, or protons
+    spread over the field of view; ``separation`` sets the gammaness quality."""
+    true = _true_energy(rng, n, 0.1, 100.0)
+    table = QTable()
+    table["true_energy"] = true
+    table["reco_energy"] = true * np.exp(rng.normal(0, 0.1, n))
+    if signal:
+        table["theta"] = np.abs(rng.normal(0, 0.07, n)) * u.deg
+        table["reco_source_fov_offset"] = table["theta"]
+    else:
+        table["reco_source_fov_offset"] = 1.5 * np.sqrt(rng.uniform(size=n)) * u.deg  # uniform on the disc
+        table["theta"] = table["reco_source_fov_offset"]
+    table["true_source_fov_offset"] = table["reco_source_fov_offset"]
+    table["gh_score"] = 1 / (1 + np.exp(-rng.normal(separation / 2 if signal else -separation / 2, 1, n)))
+    table["weight"] = np.full(n, 1.0 if signal else 200.0)
+    return table
+
+
+def test_better_classifier_gives_better_sensitivity(rng):
+    bins = energy_bins(0.1 * u.TeV, 100 * u.TeV, bins_per_decade=2)
+    results = {}
+    for name, separation in (("sharp", 6.0), ("blurry", 1.0)):
+        signal = _irf_events(rng, 6000, separation, signal=True)
+        background = _irf_events(rng, 6000, separation, signal=False)
+        results[name] = point_source_sensitivity(signal, background, bins)
+    sharp, blurry = results["sharp"], results["blurry"]
+    assert len(sharp) == len(bins) - 1
+    assert np.all(sharp["gh_cut"] >= 0) and np.all(sharp["gh_cut"] <= 1)
+    assert np.all(sharp["theta_cut"] > 0 * u.deg)
+    both = np.isfinite(sharp["relative_sensitivity"]) & np.isfinite(blurry["relative_sensitivity"])
+    assert both.sum() >= 3
+    # background is left after the cuts, so the classifier matters
+    assert np.all(blurry["n_background"][both] > 0)
+    assert np.all(sharp["relative_sensitivity"][both] < blurry["relative_sensitivity"][both])
+    # the flux sensitivity is the relative one times the Crab flux at pyirf's (linear) bin centre
+    center = (bins[:-1] + bins[1:]) / 2
+    expected = (sharp["relative_sensitivity"] * CRAB_HEGRA(center)).to(sharp["flux_sensitivity"].unit)
+    assert u.allclose(sharp["flux_sensitivity"][both], expected[both], rtol=1e-6)
+
+
+def test_methods_pair_by_name():
+    found = {
+        "stereo": {
+            "energy": ["GammaPhysNetEnergy", "RandomForestRegressor"],
+            "geometry": ["GammaPhysNetGeometry", "disp"],
+            PARTICLE_TYPE_KEY: ["GammaPhysNetClassifier", "OrphanClassifier", "RandomForestClassifier"],
+        }
+    }
+    methods = method_triples(found, choose_references(found))
+    assert methods == {
+        "reference": {"gammaness": "RandomForestClassifier", "energy": "RandomForestRegressor", "geometry": "disp"},
+        "GammaPhysNet": {
+            "gammaness": "GammaPhysNetClassifier",
+            "energy": "GammaPhysNetEnergy",
+            "geometry": "GammaPhysNetGeometry",
+        },
+    }
+    assert method_triples({"stereo": {"energy": ["A"], "geometry": [], PARTICLE_TYPE_KEY: []}}, {}) == {}

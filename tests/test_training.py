@@ -51,6 +51,29 @@ def test_loss_zero_for_perfect_and_scaled_units():
     assert float(l1["direction"]) == pytest.approx(0.5)
 
 
+def test_l1_laplace_teaches_the_prediction_whatever_the_variance():
+    """The prediction's gradient does not shrink where the predicted variance is large;
+    the log-variance is still pulled to the Laplace optimum var = 2 r^2."""
+    batch = make_batch()
+    loss = MultitaskLoss("l1_laplace", conditional=False)
+    grads = []
+    for logvar in (-3.0, 3.0):
+        out = list(perfect_outputs(batch, logvar=logvar))
+        out[1] = (out[1] + 0.3).requires_grad_(True)
+        loss(out, batch)["energy"].backward()
+        grads.append(out[1].grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+    out = list(perfect_outputs(batch))
+    out[1] = out[1] + 0.3
+    values = {}
+    best = math.log(2 * 0.3**2)
+    for logvar in (-5.0, best, 2.0):
+        out[2] = torch.full_like(out[2], logvar)
+        values[logvar] = float(loss(out, batch)["energy"])
+    assert values[best] < min(values[-5.0], values[2.0])
+    assert values[best] == pytest.approx(0.3 + math.log(0.3) + 1)
+
+
 def test_disp_loss_learns_magnitude_and_sign_separately():
     """|disp| is scored whatever the sign, the sign by cross-entropy; protons do not count."""
     batch = make_batch(n=4, gamma_fraction=0.5)

@@ -1,7 +1,9 @@
-"""Per-energy-bin benchmarks of DL2 reconstructors (pyirf, scikit-learn); plots in `.plots`."""
+"""Per-energy-bin benchmarks of DL2 reconstructors (pyirf, scikit-learn); plots in `.plots`,
+the point-source sensitivity (ctapipe.irf) in `.sensitivity`."""
 
 from .events import (
     DEFAULT_QUALITY_CRITERIA,
+    TEL_TYPE_COLUMN,
     BenchmarkInputError,
     BenchmarkQualityQuery,
     find_reconstructors,
@@ -10,10 +12,12 @@ from .events import (
     select_events,
 )
 from .metrics import angular_benchmark, classification_benchmark, energy_benchmark, energy_bins, roc
-from .report import benchmark_all, choose_references, format_tables, to_json
+from .report import BY_TYPE, benchmark_all, choose_references, format_tables, telescope_types, to_json
 
 __all__ = [
+    "BY_TYPE",
     "DEFAULT_QUALITY_CRITERIA",
+    "TEL_TYPE_COLUMN",
     "BenchmarkInputError",
     "BenchmarkQualityQuery",
     "angular_benchmark",
@@ -28,5 +32,6 @@ __all__ = [
     "reconstructor_events",
     "roc",
     "select_events",
+    "telescope_types",
     "to_json",
 ]

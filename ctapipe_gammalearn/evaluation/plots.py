@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 
 from .report import METRICS  # noqa: E402
 
-__all__ = ["plot_metric", "plot_roc"]
+__all__ = ["plot_metric", "plot_roc", "plot_sensitivity"]
 
 
 def plot_metric(per_prefix, metric, reference, path, title=""):
@@ -59,5 +59,43 @@ def plot_roc(level_metrics, kind, path, title=""):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_sensitivity(per_method, path, reference=None, title=""):
+    """E² × flux sensitivity of every method (``{method: sensitivity table}``),
+    with fractions of the Crab flux for scale; writes ``path`` (PNG)."""
+    from pyirf.spectral import CRAB_HEGRA
+
+    unit = u.erg / (u.cm**2 * u.s)
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), layout="constrained")
+    for method, table in per_method.items():
+        low = table["reco_energy_low"].to_value(u.TeV)
+        high = table["reco_energy_high"].to_value(u.TeV)
+        center = np.sqrt(low * high)
+        values = table["energy_flux_sensitivity"].to_value(unit)
+        marker = "o" if method == reference else "s"
+        # hollow: no background event left after the cuts, limited by the signal count only
+        empty = np.asarray(table["n_background"]) == 0
+        style = dict(xerr=(center - low, high - center), ls="none", marker=marker, ms=4)
+        line = ax.errorbar(center, np.where(empty, np.nan, values), label=method, **style)
+        ax.errorbar(center, np.where(empty, values, np.nan), mfc="none", color=line[0].get_color(), **style)
+    energy = np.geomspace(
+        min(t["reco_energy_low"].min() for t in per_method.values()),
+        max(t["reco_energy_high"].max() for t in per_method.values()),
+        50,
+    )
+    for fraction in (1, 0.1, 0.01):
+        crab = (fraction * CRAB_HEGRA(energy) * energy**2).to_value(unit)
+        ax.plot(energy.to_value(u.TeV), crab, color="gray", lw=1, ls=":")
+        ax.annotate(f"{fraction:g} Crab", (energy[0].to_value(u.TeV), crab[0]), fontsize="x-small", color="gray")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("reconstructed energy [TeV]")
+    ax.set_ylabel("E² × flux sensitivity [erg cm⁻² s⁻¹]")
+    ax.set_title(title + "\n(hollow: no background event left after the cuts)", fontsize="medium")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -133,7 +133,9 @@ def benchmark_all(tel_events, sub_events, reconstructors, bins, gamma_efficiency
     """
     options = dict(gamma_efficiency=gamma_efficiency, background_ids=tuple(background_ids), min_events=min_events)
     metrics, tables = {}, {}
-    metrics["mono"], tables["mono"] = _benchmark_level(tel_events, "mono", reconstructors["mono"], bins, False, **options)
+    metrics["mono"], tables["mono"] = _benchmark_level(
+        tel_events, "mono", reconstructors["mono"], bins, False, **options
+    )
     types = telescope_types(tel_events)
     if len(types) > 1:
         metrics[BY_TYPE] = {}

@@ -187,7 +187,7 @@ class GammaPhysNet(nn.Module):
         n_features = in_ch + self.position.n_features + ImageMoments.N_FEATURES
         hidden = int(cfg["head_hidden"])
         self.classifier = _head(n_features, hidden, len(CLASS_NAMES))
-        self.energy = _head(n_features, hidden, 2)  # value, logvar
+        self.energy = _head(n_features + 1, hidden, 2)  # value, logvar; also gets |disp|
         # |disp|, sign, correction across the axis, 2 logvars (see forward)
         self.direction = _head(n_features, hidden, 5)
         self.impact = _head(n_features, hidden, 4)
@@ -239,14 +239,16 @@ class GammaPhysNet(nn.Module):
         s_e, s_d, s_i = self._scales[0], self._scales[1], self._scales[2]
         o_e, o_i = self._offsets[0], self._offsets[2]
         class_logits = self.classifier(f)
-        energy = self.energy(f)
         direction = self.direction(f)
+        magnitude = F.softplus(direction[:, 0])
+        # the predicted |disp| stands in for the impact distance, on which the light yield
+        # depends; detached, so that the energy cannot pull on the direction
+        energy = self.energy(torch.cat([f, magnitude.detach().unsqueeze(1)], dim=1))
         impact = self.impact(f)
         log10_energy = o_e + s_e * energy[:, 0]
         log10_energy_logvar = energy[:, 1] + 2.0 * torch.log(s_e)
         # Hillas+disp made differentiable: centroid + signed disp along the
         # main axis + a correction across it (all in units of s_d)
-        magnitude = F.softplus(direction[:, 0])
         disp = magnitude * torch.tanh(direction[:, 1])
         if self.training and not torch.jit.is_scripting():
             # for the loss (training.losses.disp_loss): with the sign still random, the

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..compat import PARTICLE_TYPE_KEY
 from ..evaluation.events import (
+    TEL_TYPE_COLUMN,
     BenchmarkInputError,
     BenchmarkQualityQuery,
     load_events,
@@ -22,8 +23,7 @@ from ..evaluation.events import (
     select_events,
 )
 from ..evaluation.metrics import energy_bins
-from ..evaluation.plots import plot_metric, plot_roc
-from ..evaluation.events import TEL_TYPE_COLUMN
+from ..evaluation.plots import plot_metric, plot_roc, plot_sensitivity
 from ..evaluation.report import (
     BY_TYPE,
     METRICS,
@@ -33,6 +33,14 @@ from ..evaluation.report import (
     format_tables,
     section_metrics,
     to_json,
+)
+from ..evaluation.sensitivity import (
+    ALPHA,
+    FOV_OFFSET_MAX,
+    OBSERVATION_TIME,
+    SensitivityUnavailable,
+    format_sensitivity,
+    sensitivity_all,
 )
 
 __all__ = ["BenchmarkTool", "main"]
@@ -45,7 +53,9 @@ class BenchmarkTool(Tool):
     quality selection), per bin of true energy, mono (telescope; also per
     telescope type when there are several) and stereo (subarray) where present.
     Writes ``metrics.json``, one PNG per metric and level (and telescope type),
-    and prints the tables.
+    and prints the tables; with point-like gammas and diffuse protons that
+    carry their simulation information, also the 50 h point-source
+    sensitivity of each method (``sensitivity.png``).
     """
 
     name = "ctapipe-gammalearn-benchmark"
@@ -135,6 +145,23 @@ class BenchmarkTool(Tool):
             min_events=self.min_events,
         )
         print(format_tables(self.tables, self.references, self.metrics))
+        self.sensitivity_tables = {}
+        try:
+            sensitivity, self.sensitivity_tables = sensitivity_all(
+                self.input_files, self.sub, self.reconstructors, self.references, self.bins
+            )
+        except SensitivityUnavailable as err:
+            self.log.warning("no sensitivity curve: %s", err)
+        else:
+            self.metrics["sensitivity"] = {
+                "observation_time_h": OBSERVATION_TIME.to_value(u.h),
+                "alpha": ALPHA,
+                "background_fov_offset_max_deg": FOV_OFFSET_MAX.to_value(u.deg),
+                "source_spectrum": "CRAB_HEGRA",
+                "background_spectrum": "IRFDOC_PROTON_SPECTRUM",
+                "methods": sensitivity,
+            }
+            print("\n" + format_sensitivity(self.sensitivity_tables))
 
     def finish(self):
         parent = self.output_dir.resolve().parent
@@ -168,11 +195,17 @@ class BenchmarkTool(Tool):
                 name = f"{_file_stem(section)}_{metric}.png"
                 plot_metric(self.tables[section][kind], metric, reference, tmp / name, title=section)
                 written.append(name)
-            for section, kinds in self.tables.items():
-                if kinds[PARTICLE_TYPE_KEY]:
+            for section in self.tables:
+                measured = section_metrics(self.metrics, section)
+                # a section with one particle type has no ROC curve to draw
+                if any(kinds.get(PARTICLE_TYPE_KEY, {}).get("roc", {}).get("fpr") for kinds in measured.values()):
                     name = f"{_file_stem(section)}_roc.png"
-                    plot_roc(section_metrics(self.metrics, section), PARTICLE_TYPE_KEY, tmp / name, title=section)
+                    plot_roc(measured, PARTICLE_TYPE_KEY, tmp / name, title=section)
                     written.append(name)
+            if self.sensitivity_tables:
+                title = f"point source, {OBSERVATION_TIME:g}"
+                plot_sensitivity(self.sensitivity_tables, tmp / "sensitivity.png", reference="reference", title=title)
+                written.append("sensitivity.png")
             if self.output_dir.exists():
                 shutil.rmtree(self.output_dir)
             tmp.rename(self.output_dir)

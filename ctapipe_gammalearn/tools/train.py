@@ -89,7 +89,7 @@ class TrainGammaPhysNet(Tool):
     class_balance = CaselessStrEnum(
         ["none", "weights", "undersample"], default_value="weights", help="inverse-frequency loss weights or undersampling"
     ).tag(config=True)
-    regression_loss = CaselessStrEnum(["laplace_nll", "gaussian_nll", "l1"], default_value="laplace_nll", help="regression loss").tag(
+    regression_loss = CaselessStrEnum(["laplace_nll", "l1_laplace", "gaussian_nll", "l1"], default_value="l1_laplace", help="regression loss").tag(
         config=True
     )
     conditional = Bool(True, help="regressions on gammas only").tag(config=True)

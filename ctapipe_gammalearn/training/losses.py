@@ -8,6 +8,10 @@ dominates through its unit. ``"l1"`` ignores the log-variance heads;
 variance: ln b + |y - mu| / b, b = sqrt(var / 2). Its loss grows linearly with
 the residual, so a few badly reconstructed events (truncated or faint images)
 cannot dominate a batch, or the validation loss that picks the best model.
+``"l1_laplace"`` trains the prediction with plain L1 and the log-variance with
+the Laplace likelihood of the detached residual: in a likelihood, the residual
+is divided by the predicted b, so the events the network finds hard (large b)
+teach the prediction least, and the regression under-fits exactly there.
 """
 
 import math
@@ -32,7 +36,7 @@ _REGRESSIONS = {
 # units (0.03 in log10 E, 0.03 deg, 3 m) is already better than any IACT
 # resolution, and the floor stops over-confident outliers from exploding the loss
 _LOGVAR_MIN, _LOGVAR_MAX = -7.0, 7.0
-REGRESSION_LOSSES = ("laplace_nll", "gaussian_nll", "l1")
+REGRESSION_LOSSES = ("laplace_nll", "l1_laplace", "gaussian_nll", "l1")
 
 
 def outputs_as_dict(outputs):
@@ -93,6 +97,10 @@ class MultitaskLoss(nn.Module):
         if self.regression == "laplace_nll":
             log_b = 0.5 * (logvar - math.log(2.0))
             return (log_b + (pred - target).abs() * torch.exp(-log_b)).mean(dim=1)
+        if self.regression == "l1_laplace":
+            log_b = 0.5 * (logvar - math.log(2.0))
+            residual = (pred - target).abs()
+            return (residual + log_b + residual.detach() * torch.exp(-log_b)).mean(dim=1)
         return (0.5 * (logvar + (pred - target) ** 2 * torch.exp(-logvar))).mean(dim=1)
 
     def forward(self, outputs, batch, direction_terms=None):
