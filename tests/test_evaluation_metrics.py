@@ -385,3 +385,17 @@ def test_methods_pair_by_name():
         },
     }
     assert method_triples({"stereo": {"energy": ["A"], "geometry": [], PARTICLE_TYPE_KEY: []}}, {}) == {}
+
+
+def test_benchmark_code_does_not_import_torch():
+    """The benchmark shares the training cuts but must run with an inference-only install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import ctapipe_gammalearn.evaluation, ctapipe_gammalearn.tools.benchmark; "
+        "from ctapipe_gammalearn.data import DEFAULT_QUALITY_CRITERIA; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

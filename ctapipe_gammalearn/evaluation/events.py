@@ -21,6 +21,10 @@ from tqdm.auto import tqdm
 
 from ..compat import PARTICLE_TYPE_KEY
 
+# the selection γ-PhysNet is trained with, so that the comparison uses the
+# events both methods were built for
+from ..data.cuts import DEFAULT_QUALITY_CRITERIA
+
 __all__ = [
     "KINDS",
     "KIND_GROUPS",
@@ -50,12 +54,6 @@ PROTON_ID = 101
 #: telescope-event column holding ``str(TelescopeDescription)``, e.g. ``LST_LST_LSTCam``
 TEL_TYPE_COLUMN = "tel_type"
 
-#: the selection γ-PhysNet is trained with (ctapipe_gammalearn.data.cuts), so
-#: that the comparison uses the events both methods were built for
-DEFAULT_QUALITY_CRITERIA = [
-    ("enough light", "hillas_intensity > 50"),
-    ("not truncated", "leakage_intensity_width_2 < 0.2"),
-]
 
 
 class BenchmarkQualityQuery(QualityQuery):

@@ -4,11 +4,11 @@ Regressions are compared in normalised units (divided by a per-task scale:
 1 for log10 E, ~1 deg for the offset, ~100 m for the impact) so that no task
 dominates through its unit. ``"l1"`` ignores the log-variance heads;
 ``"gaussian_nll"`` trains them: 0.5 (ln var + (y - mu)^2 / var);
-``"laplace_nll"`` (the default) too, with a Laplace likelihood of the same
+``"laplace_nll"`` too, with a Laplace likelihood of the same
 variance: ln b + |y - mu| / b, b = sqrt(var / 2). Its loss grows linearly with
 the residual, so a few badly reconstructed events (truncated or faint images)
 cannot dominate a batch, or the validation loss that picks the best model.
-``"l1_laplace"`` trains the prediction with plain L1 and the log-variance with
+``"l1_laplace"`` (the training tool's default) trains the prediction with plain L1 and the log-variance with
 the Laplace likelihood of the detached residual: in a likelihood, the residual
 is divided by the predicted b, so the events the network finds hard (large b)
 teach the prediction least, and the regression under-fits exactly there.
@@ -78,7 +78,7 @@ class MultitaskLoss(nn.Module):
     a proton's "direction" is not what the network should learn to find.
     """
 
-    def __init__(self, regression="laplace_nll", conditional=True, scales=None):
+    def __init__(self, regression="l1_laplace", conditional=True, scales=None):
         super().__init__()
         if regression not in REGRESSION_LOSSES:
             raise ValueError(f"regression must be one of {REGRESSION_LOSSES}, not {regression!r}")
