@@ -189,16 +189,19 @@ def _dl2_like(rng, n):
     return table
 
 
+_FOUND_MONO = {
+    "mono": {
+        "energy": ["GammaPhysNetEnergy", "RandomForestRegressor"],
+        "geometry": ["DispReconstructor", "GammaPhysNetGeometry"],
+        PARTICLE_TYPE_KEY: ["GammaPhysNetClassifier", "RandomForestClassifier"],
+    },
+    "stereo": {"energy": [], "geometry": [], PARTICLE_TYPE_KEY: []},
+}
+
+
 def test_benchmark_all_side_by_side(rng):
     events = _dl2_like(rng, 5000)
-    found = {
-        "mono": {
-            "energy": ["GammaPhysNetEnergy", "RandomForestRegressor"],
-            "geometry": ["DispReconstructor", "GammaPhysNetGeometry"],
-            PARTICLE_TYPE_KEY: ["GammaPhysNetClassifier", "RandomForestClassifier"],
-        },
-        "stereo": {"energy": [], "geometry": [], PARTICLE_TYPE_KEY: []},
-    }
+    found = _FOUND_MONO
     metrics, tables = benchmark_all(events, events[:0], found, BINS)
     refs = choose_references(found)
     assert refs["mono"] == {
@@ -275,16 +278,6 @@ def test_no_or_few_events_give_empty_metrics(rng, n):
     assert mono["GammaPhysNetGeometry"]["geometry"]["overall"]["angular_resolution_deg"] is None
     assert mono["GammaPhysNetClassifier"][PARTICLE_TYPE_KEY]["overall"]["background_efficiency"] is None
     assert "[mono] ROC AUC" in format_tables(tables, choose_references(found), metrics)
-
-
-_FOUND_MONO = {
-    "mono": {
-        "energy": ["GammaPhysNetEnergy", "RandomForestRegressor"],
-        "geometry": ["DispReconstructor", "GammaPhysNetGeometry"],
-        PARTICLE_TYPE_KEY: ["GammaPhysNetClassifier", "RandomForestClassifier"],
-    },
-    "stereo": {"energy": [], "geometry": [], PARTICLE_TYPE_KEY: []},
-}
 
 
 def test_one_telescope_type_keeps_the_pooled_report_only(rng):
