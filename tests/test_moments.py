@@ -6,7 +6,6 @@ import pytest
 import torch
 from ctapipe.coordinates import TelescopeFrame
 from ctapipe.image import hillas_parameters, tailcuts_clean
-from ctapipe.image.toymodel import Gaussian
 
 from test_lattice import hex_geometry
 

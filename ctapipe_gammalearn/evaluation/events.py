@@ -55,7 +55,6 @@ PROTON_ID = 101
 TEL_TYPE_COLUMN = "tel_type"
 
 
-
 class BenchmarkQualityQuery(QualityQuery):
     """The common selection on DL1 telescope parameters, applied to every reconstructor alike."""
 

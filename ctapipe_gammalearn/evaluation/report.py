@@ -18,6 +18,7 @@ __all__ = [
     "benchmark_all",
     "telescope_types",
     "section_name",
+    "section_level",
     "section_metrics",
     "choose_references",
     "to_json",
@@ -89,13 +90,18 @@ def section_name(level, tel_type=None):
     return level if tel_type is None else f"{level}/{tel_type}"
 
 
+def section_level(section):
+    """``mono`` or ``stereo``: the level of a section of ``tables`` (see `section_name`)."""
+    return section.partition("/")[0]
+
+
 def section_metrics(metrics, section):
     """``{prefix: {kind: entry}}`` of a section of ``tables`` (see `section_name`)."""
     level, _, tel_type = section.partition("/")
     return metrics[BY_TYPE][tel_type] if tel_type else metrics[level]
 
 
-def _benchmark_level(events, level, reconstructors, bins, drop_unmeasured, **kwargs):
+def _benchmark_level(events, level, reconstructors, bins, drop_unmeasured, gamma_efficiency, background_ids, min_events):
     overall_bins = bins[[0, -1]]
     metrics, tables = {}, {kind: {} for kind in KINDS}
     for kind in KINDS:
@@ -103,15 +109,15 @@ def _benchmark_level(events, level, reconstructors, bins, drop_unmeasured, **kwa
             reco = reconstructor_events(events, prefix, kind, level)
             if drop_unmeasured and not np.any(reco["valid"]):
                 continue
-            options = {"min_events": kwargs["min_events"]}
+            options = {"min_events": min_events}
             if kind == PARTICLE_TYPE_KEY:
-                options.update(gamma_efficiency=kwargs["gamma_efficiency"], background_ids=kwargs["background_ids"])
+                options.update(gamma_efficiency=gamma_efficiency, background_ids=background_ids)
             per_bin = _BENCHMARKS[kind](reco, bins, **options)
             overall = _BENCHMARKS[kind](reco, overall_bins, **options)
             columns = _kind_columns(kind)
             entry = {"bins": _rows(per_bin, columns), "overall": _rows(overall, columns)[0]}
             if kind == PARTICLE_TYPE_KEY:
-                fpr, tpr, auc = roc(reco, kwargs["background_ids"])
+                fpr, tpr, auc = roc(reco, background_ids)
                 entry["overall"]["auc"] = _nan_to_none(auc)
                 entry["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
             metrics.setdefault(prefix, {})[kind] = entry
@@ -187,7 +193,7 @@ def format_tables(tables, references, metrics=None):
     reconstructor (reference first), each followed by its ratio to the reference."""
     blocks = []
     for section, kinds in tables.items():
-        level = section.partition("/")[0]
+        level = section_level(section)
         for metric, (kind, label, _) in METRICS.items():
             per_prefix = kinds.get(kind, {})
             if not per_prefix:

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import from_grid
 
 __all__ = ["ImageMoments", "NOMINAL_PIXEL_PITCH_DEG"]
 
@@ -38,22 +37,18 @@ def _neighbour_table(lattice):
     """(P, K-1) neighbour indices without the pixel itself; missing ones point at P (a zero pad)."""
     table = np.asarray(lattice.neighbours, dtype=np.int64)
     n = len(table)
-    others = np.where(table == np.arange(n)[:, None], -1, table)
-    # drop the self column (every row has exactly one) to keep K-1 columns
-    keep = ~(table == np.arange(n)[:, None])
-    rows = [row[k] for row, k in zip(others, keep)]
-    width = max(len(r) for r in rows)
-    out = np.full((n, width), n, dtype=np.int64)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = np.where(row >= 0, row, n)
-    return out
+    is_self = table == np.arange(n)[:, None]
+    if not np.all(is_self.sum(axis=1) == 1):  # the kernel's centre tap reads the pixel itself
+        raise ValueError(f"{lattice.camera_name}: neighbour table without exactly one self entry per pixel")
+    others = table[~is_self].reshape(n, -1)
+    return np.where(others >= 0, others, n)
 
 
 class ImageMoments(nn.Module):
     """Centroid, main axis and Hillas-like features of the image.
 
-    ``forward(x, charge, rel_time)``: ``x`` the first stage's features (either
-    layout), ``charge`` (N, P) in p.e. with NaN already replaced,
+    ``forward(x, charge, rel_time)``: ``x`` the first stage's features in
+    pixel layout (N, C, P), ``charge`` (N, P) in p.e. with NaN already replaced,
     ``rel_time`` (N, P) the normalised relative peak time. Returns
     ``(features (N, N_FEATURES), centroid (N, 2) deg, axis (N, 2) unit)``.
 
@@ -71,9 +66,6 @@ class ImageMoments(nn.Module):
         else:
             positions = lattice.cartesian() * NOMINAL_PIXEL_PITCH_DEG
         self.register_buffer("positions", torch.as_tensor(positions, dtype=torch.float32), persistent=False)
-        self.register_buffer(
-            "grid_index", torch.as_tensor(np.asarray(lattice.grid_index, dtype=np.int64)), persistent=False
-        )
         self.register_buffer("neighbours", torch.as_tensor(_neighbour_table(lattice)), persistent=False)
         self.gate = nn.Linear(channels, 1)
         nn.init.zeros_(self.gate.weight)
@@ -101,8 +93,6 @@ class ImageMoments(nn.Module):
         return torch.maximum(core, above_boundary * near_core)
 
     def weights(self, x, charge):
-        if x.dim() == 4:
-            x = from_grid(x, self.grid_index)
         gate = torch.sigmoid(self.gate(x.transpose(1, 2))[..., 0])  # (N, P)
         return charge * self.cleaning_mask(charge) * gate
 

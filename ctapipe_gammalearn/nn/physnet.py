@@ -95,6 +95,7 @@ class PositionPooling(nn.Module):
     direction and impact heads need. Here ``n_maps`` learned maps, each
     softmax-normalised over the pixels of the full-resolution lattice, give
     expected positions (axial lattice coordinates, centred and scaled).
+    ``forward(x)`` takes the features in pixel layout (N, C, P).
     """
 
     def __init__(self, channels, lattice, n_maps=4):
@@ -102,13 +103,10 @@ class PositionPooling(nn.Module):
         coords = torch.as_tensor(np.asarray(lattice.coords, dtype=np.float32))
         coords = (coords - coords.mean(dim=0)) / coords.std(dim=0).clamp(min=1.0)
         self.register_buffer("coords", coords, persistent=False)
-        self.register_buffer("grid_index", torch.as_tensor(np.asarray(lattice.grid_index, dtype=np.int64)), persistent=False)
         self.proj = _Pointwise(channels, n_maps)
         self.n_features = 2 * n_maps
 
     def forward(self, x):
-        if x.dim() == 4:
-            x = from_grid(x, self.grid_index)
         weight = torch.softmax(self.proj(x), dim=2)  # (N, K, P)
         return torch.matmul(weight, self.coords).flatten(1)  # (N, 2K)
 
@@ -165,6 +163,7 @@ class GammaPhysNet(nn.Module):
         self.on_grid = self.stem.use_grid
         self.grid_shape = self.stem.grid_shape
         self.register_buffer("cell_pixel", self.stem.cell_pixel.clone(), persistent=False)
+        self.register_buffer("grid_index", torch.as_tensor(np.asarray(lattice.grid_index, dtype=np.int64)), persistent=False)
 
         # each stage after the first starts with a lattice pooling
         stages = []
@@ -183,7 +182,7 @@ class GammaPhysNet(nn.Module):
         self.n_final_pixels = int(current.n_pixels)
 
         self.position = PositionPooling(cfg["channels"][0], lattice)
-        self.moments = ImageMoments(cfg["channels"][0], lattice, *(float(v) for v in cfg["cleaning"]))
+        self.moments = ImageMoments(cfg["channels"][0], lattice, *cfg["cleaning"])
         n_features = in_ch + self.position.n_features + ImageMoments.N_FEATURES
         hidden = int(cfg["head_hidden"])
         self.classifier = _head(n_features, hidden, len(CLASS_NAMES))
@@ -230,8 +229,9 @@ class GammaPhysNet(nn.Module):
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i == 0:  # still on the full-resolution lattice
-                moments, centroid, axis = self.moments(x, charge, inputs[:, 1])
-                pooled = torch.cat([self.position(x), moments], dim=1)
+                pixels = from_grid(x, self.grid_index) if x.dim() == 4 else x
+                moments, centroid, axis = self.moments(pixels, charge, inputs[:, 1])
+                pooled = torch.cat([self.position(pixels), moments], dim=1)
         return torch.cat([pixel_sum(x) / self.n_final_pixels, pooled], dim=1), centroid, axis
 
     def forward(self, image, peak_time):

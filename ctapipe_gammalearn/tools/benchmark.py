@@ -31,6 +31,7 @@ from ..evaluation.report import (
     benchmark_all,
     choose_references,
     format_tables,
+    section_level,
     section_metrics,
     to_json,
 )
@@ -191,7 +192,7 @@ class BenchmarkTool(Tool):
             ]
             for section, metric in tqdm(jobs, desc="plots", disable=not self.progress_bar):
                 kind = METRICS[metric][0]
-                reference = self.references[section.partition("/")[0]].get(kind)
+                reference = self.references[section_level(section)].get(kind)
                 name = f"{_file_stem(section)}_{metric}.png"
                 plot_metric(self.tables[section][kind], metric, reference, tmp / name, title=section)
                 written.append(name)

@@ -139,8 +139,9 @@ class Trainer:
             n = len(batch["image"])
             with self._autocast():
                 outputs = self.net(batch["image"], batch["peak_time"])
-                losses = self.loss_fn(outputs, batch, direction_terms=getattr(self.model, "direction_terms", None))
-            if getattr(self.model, "direction_terms", None) is not None:
+                terms = getattr(self.model, "direction_terms", None)
+                losses = self.loss_fn(outputs, batch, direction_terms=terms)
+            if terms is not None:
                 self.model.direction_terms = None  # drop the references to this step's graph
             extra = {}
             for term in self.extra_terms:
