@@ -4,6 +4,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 from pyirf.benchmarks import angular_resolution, energy_bias_resolution
+from pyirf.benchmarks.energy_bias_resolution import energy_resolution_absolute_68
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, KFold
@@ -59,7 +60,9 @@ def _signed_disp(table):
 
 
 def _theta(train, test, x_train, x_test, seed):
-    """Disp method: |disp| by regression, its sign by classification; distance to the true source."""
+    """Disp method: |disp| by regression, its sign by classification.
+
+    Returns the distance to the true source and whether the sign (head/tail) is right."""
     disp = _signed_disp(train)
     reg = RandomForestRegressor(n_estimators=100, min_samples_leaf=5, n_jobs=2, random_state=seed)
     norm = reg.fit(x_train, np.abs(disp)).predict(x_test)
@@ -67,7 +70,8 @@ def _theta(train, test, x_train, x_test, seed):
     psi = np.deg2rad(np.asarray(test["hillas_psi"], dtype=float))
     reco_lon = np.asarray(test["hillas_fov_lon"], dtype=float) + sign * norm * np.cos(psi)
     reco_lat = np.asarray(test["hillas_fov_lat"], dtype=float) + sign * norm * np.sin(psi)
-    return np.hypot(reco_lon - np.asarray(test["true_fov_lon"]), reco_lat - np.asarray(test["true_fov_lat"]))
+    theta = np.hypot(reco_lon - np.asarray(test["true_fov_lon"]), reco_lat - np.asarray(test["true_fov_lat"]))
+    return theta, sign == np.sign(_signed_disp(test))
 
 
 def _energy(train, x_train, x_test, seed):
@@ -76,15 +80,35 @@ def _energy(train, x_train, x_test, seed):
     return 10 ** reg.fit(x_train, log_e).predict(x_test)
 
 
+def _binned_quantile_cut(values, energy, bins, quantile):
+    """Per-bin ``quantile`` of the finite ``values`` (a bin without any gets the overall one)."""
+    index = np.clip(np.digitize(energy, bins) - 1, 0, len(bins) - 2)
+    finite = np.isfinite(values)
+    overall = np.quantile(values[finite], quantile)
+    cuts = np.array([
+        np.quantile(values[finite & (index == i)], quantile) if np.any(finite & (index == i)) else overall
+        for i in range(len(bins) - 1)
+    ])
+    return cuts[index]
+
+
 def mono_performance(
-    diffuse, point, protons, energy_bins, features=LST_FEATURES, gh_efficiency=0.9, intensity_bins=(), seed=0
+    diffuse, point, protons, energy_bins, features=LST_FEATURES, gh_efficiency=0.9, intensity_bins=(),
+    theta_containment=0.68, min_events=100, seed=0,
 ):
     """LST-1-style mono analysis: models trained on diffuse gammas (and protons, 2-fold), applied
-    to point-like gammas. Returns the 68% angular and the energy resolution per true-energy bin
-    after a per-bin gammaness cut keeping ``gh_efficiency`` of the gammas, the gamma counts,
-    and the point-gamma / proton AUC per intensity bin."""
+    to point-like gammas, with the LST-1 performance paper's IRF procedure:
+
+    - a gammaness cut keeping ``gh_efficiency`` of the gammas per reconstructed-energy bin;
+    - angular resolution: 68% containment of the events whose head/tail (disp sign) is right;
+    - energy resolution: 68% quantile of |E_reco/E_true - 1| after a theta cut of
+      ``theta_containment`` per reconstructed-energy bin (computed on the right-sign events);
+    - bins with fewer than ``min_events`` gammas give NaN.
+
+    Returns the angular and energy resolution per true-energy bin, the gamma counts after the
+    gammaness cut, and the point-gamma / proton AUC per intensity bin."""
     x_diffuse, x_point, x_protons = (_matrix(t, features) for t in (diffuse, point, protons))
-    theta = _theta(diffuse, point, x_diffuse, x_point, seed)
+    theta, right_sign = _theta(diffuse, point, x_diffuse, x_point, seed)
     reco_energy = _energy(diffuse, x_diffuse, x_point, seed)
 
     point_score = np.zeros(len(point))
@@ -98,20 +122,25 @@ def mono_performance(
         point_score += model.predict_proba(x_point)[:, 1] / len(folds)
 
     true_energy = np.asarray(point["true_energy"], dtype=float)
-    keep = np.zeros(len(point), dtype=bool)
-    bin_index = np.digitize(true_energy, energy_bins) - 1
-    for i in range(len(energy_bins) - 1):
-        m = bin_index == i
-        if m.sum():
-            keep[m] = point_score[m] >= np.quantile(point_score[m], 1 - gh_efficiency)
-    events = QTable(
-        dict(true_energy=true_energy[keep] * u.TeV, reco_energy=reco_energy[keep] * u.TeV, theta=theta[keep] * u.deg)
-    )
+    cut_bins = np.concatenate([[0.0], energy_bins, [np.inf]])
+    keep = point_score >= _binned_quantile_cut(point_score, reco_energy, cut_bins, 1 - gh_efficiency)
+    theta_cut = _binned_quantile_cut(np.where(keep & right_sign, theta, np.nan), reco_energy, cut_bins, theta_containment)
     bins = energy_bins * u.TeV
-    ang = angular_resolution(events, bins)
+
+    def table(mask):
+        return QTable(dict(
+            true_energy=true_energy[mask] * u.TeV, reco_energy=reco_energy[mask] * u.TeV, theta=theta[mask] * u.deg
+        ))
+
+    ang = angular_resolution(table(keep & right_sign), bins)
     ang_col = "angular_resolution" if "angular_resolution" in ang.colnames else "angular_resolution_68"
-    eres = energy_bias_resolution(events, bins)
+    eres = energy_bias_resolution(
+        table(keep & (theta <= theta_cut)), bins, resolution_function=energy_resolution_absolute_68
+    )
     counts = np.histogram(true_energy[keep], energy_bins)[0]
+    too_few = counts < min_events
+    ang_res = np.where(too_few, np.nan, ang[ang_col].to_value(u.deg))
+    e_res = np.where(too_few, np.nan, np.asarray(eres["resolution"]))
 
     aucs = {}
     i_point = np.asarray(point["hillas_intensity"], dtype=float)
@@ -121,4 +150,4 @@ def mono_performance(
         y = np.concatenate([np.ones(mg.sum()), np.zeros(mp.sum())])
         score = np.concatenate([point_score[mg], proton_score[mp]])
         aucs[(lo, hi)] = (roc_auc_score(y, score) if min(mg.sum(), mp.sum()) >= 10 else np.nan, int(mg.sum()), int(mp.sum()))
-    return ang[ang_col].to_value(u.deg), np.asarray(eres["resolution"]), counts, aucs
+    return ang_res, e_res, counts, aucs

@@ -126,6 +126,11 @@ def part_b(args):
         print(f"| {row['energy_min']:.3g}–{row['energy_max']:.3g} | {counts[i]} | {ang[i]:.3f} / "
               f"{row['angular_resolution']:.3f} | {ang[i] / row['angular_resolution']:.2f} | {eres[i]:.3f} / "
               f"{row['energy_resolution']:.3f} | {eres[i] / row['energy_resolution']:.2f} |")
+    ratio_ang, ratio_e = ang / ref["angular_resolution"], eres / ref["energy_resolution"]
+    measured = np.isfinite(ratio_ang)
+    print(f"\nWithin 30% of LST-1 (bins with >= 100 gammas: {measured.sum()} of {len(ref)}): angular resolution in "
+          f"{np.sum(np.abs(ratio_ang[measured] - 1) <= 0.3)}, energy resolution in "
+          f"{np.sum(np.abs(ratio_e[measured] - 1) <= 0.3)}")
     print("\n| intensity (p.e.) | gammas / protons | AUC sim | AUC LST-1 | difference |")
     print("|---|---|---|---|---|")
     for key, (auc, n_g, n_p) in aucs.items():

@@ -8,12 +8,17 @@ from ctapipe.reco.preprocessing import horizontal_to_telescope
 
 from ctapipe_gammalearn.simulation import AirShowerSimEventSource
 from ctapipe_gammalearn.simulation.atmosphere import ExponentialAtmosphere
-from ctapipe_gammalearn.simulation.cascade import axis_direction
+from ctapipe_gammalearn.simulation.cascade import axis_direction, perpendicular_basis
 from ctapipe_gammalearn.simulation.cherenkov import ground_to_fov
 from ctapipe_gammalearn.simulation.detector import CameraImage
+from ctapipe_gammalearn.simulation.emission import EmissionPoints
+from ctapipe_gammalearn.simulation.em_cascade import (
+    CURVATURE_PER_TESLA_TEV, LA_PALMA_FIELD, ElectromagneticModel, _deflect, em_cascade,
+)
 from ctapipe_gammalearn.simulation.longitudinal import CRITICAL_ENERGY, sample_greisen_depth
 from ctapipe_gammalearn.simulation.muons import muon_ring_photons
 from ctapipe_gammalearn.simulation.sampling import fov_to_altaz, sample_power_law
+from ctapipe_gammalearn.simulation.shower_model import AirShowerModel, ShowerLight
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +213,56 @@ def test_same_seed_same_events():
         assert ea == eb
         np.testing.assert_array_equal(ia, ib)
     assert a[0][0] != c[0][0]
+
+
+def test_em_cascade_splits_energy_into_sub_showers():
+    atmosphere = ExponentialAtmosphere()
+    axis = axis_direction(np.deg2rad(80.0), 0.0)
+    model = ElectromagneticModel(leaf_fraction=1 / 8, leaf_min_energy=3e-3)
+    rng = np.random.default_rng(3)
+    for energy in (0.1, 1.0):
+        subs, first_height = em_cascade(energy, np.zeros(2), axis, rng, atmosphere, 2200.0, "gamma", model)
+        # a few generations high in the atmosphere: nothing reaches the ground, energy is conserved
+        assert len(subs) > 4
+        assert subs.energy.sum() == pytest.approx(energy)
+        assert np.all(subs.energy <= energy / 8 + 1e-12)
+        assert first_height > subs.start[:, 2].min() > 0
+    # a smooth single shower when splitting is switched off
+    subs, _ = em_cascade(1.0, np.zeros(2), axis, rng, atmosphere, 2200.0, "gamma", ElectromagneticModel(leaf_fraction=1.0))
+    assert len(subs) == 1
+
+
+def test_geomagnetic_field_bends_electrons_and_positrons_apart():
+    n, energy, length = 20000, 0.01, 1000.0  # TeV, m
+    d = np.tile(axis_direction(np.deg2rad(80.0), 0.0), (n, 1))
+    field = np.array(LA_PALMA_FIELD) * 1e-6
+    rng = np.random.default_rng(4)
+    step = np.full(n, length)
+    path = np.full(n, 36.7)
+    bent = {}
+    for charge in (-1.0, 1.0):
+        new, _ = _deflect(d, np.zeros((n, 3)), step, path, np.full(n, energy), np.full(n, charge), field, rng)
+        bent[charge] = (new - d).mean(axis=0)
+    expected = CURVATURE_PER_TESLA_TEV / energy * length * np.cross(d[0], field)
+    # scattering averages out; the bending is q (d x B) L / p, opposite for the two charges
+    np.testing.assert_allclose(bent[1.0], expected, atol=0.05 * np.linalg.norm(expected))
+    np.testing.assert_allclose(bent[-1.0], -expected, atol=0.05 * np.linalg.norm(expected))
+
+
+def test_dish_blurs_light_from_outside_its_focus():
+    """A point 10 km away: sharp for a dish focused at 10 km; a disk of angular radius
+    R / 10 km (std R / 20 km per axis) for one focused at infinity."""
+    model = AirShowerModel(lateral_scale=0.0)
+    pointing = (np.deg2rad(70.0), np.deg2rad(20.0))
+    up = -axis_direction(*pointing)
+    position = (10000.0 * up)[None, :]
+    e1, e2 = perpendicular_basis(-up[None, :])
+    points = EmissionPoints(position, position, -up[None, :], np.array([12000.0]), np.ones(1), np.ones(1), e1, e2)
+    light = ShowerLight(points, -up, np.zeros(3), 300.0, 20000.0, 2200.0)
+    radius = 11.5
+    spread = {}
+    for focus in (10000.0, 0.0):
+        lon, lat, _ = model.photoelectrons(np.random.default_rng(6), light, np.ones(1), 20000, np.zeros(3), pointing, radius, focus)
+        spread[focus] = np.hypot(np.std(lon), np.std(lat)) / np.sqrt(2)
+    assert spread[10000.0] < 1e-4
+    assert spread[0.0] == pytest.approx(np.rad2deg(radius / 20000.0), rel=0.05)

@@ -1,7 +1,6 @@
 """Primary particles -> electromagnetic sub-showers (start point, direction, energy).
 
-A gamma or an electron is a single electromagnetic shower along the primary axis.
-A proton is a hadronic cascade: every interaction hands about a third of the
+Gammas and electrons: see ``em_cascade``. A proton is a hadronic cascade: every interaction hands about a third of the
 interacting energy to neutral pions (electromagnetic sub-showers), the rest to
 charged hadrons that interact again further down, each secondary with a
 transverse-momentum kick. Positions are in the ground frame (x north, y west,
@@ -12,10 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .atmosphere import ExponentialAtmosphere
 from .longitudinal import RADIATION_LENGTH
 
-__all__ = ["SubShowers", "HadronicModel", "axis_direction", "perpendicular_basis", "em_primary", "hadronic_cascade"]
+__all__ = [
+    "SubShowers", "HadronicModel", "axis_direction", "perpendicular_basis", "kick", "advance", "entry_point",
+    "hadronic_cascade",
+]
 
 #: mean free path of a photon before pair production, g/cm2
 PAIR_LENGTH = 9.0 / 7.0 * RADIATION_LENGTH
@@ -70,7 +71,7 @@ def perpendicular_basis(direction):
     return e1, e2
 
 
-def _kick(direction, theta, rng):
+def kick(direction, theta, rng):
     """Rotate each direction by polar angle ``theta`` around a random azimuth."""
     e1, e2 = perpendicular_basis(direction)
     phi = rng.uniform(0, 2 * np.pi, len(theta))
@@ -81,7 +82,7 @@ def _kick(direction, theta, rng):
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def _advance(position, direction, slant_depth, atmosphere, obs_level):
+def advance(position, direction, slant_depth, atmosphere, obs_level):
     """Move by ``slant_depth`` g/cm2 along ``direction``; returns (position, reached_ground)."""
     cos_z = np.maximum(-direction[:, 2], 1e-3)
     depth_here = atmosphere.vertical_depth(position[:, 2] + obs_level)
@@ -92,27 +93,16 @@ def _advance(position, direction, slant_depth, atmosphere, obs_level):
     return position + direction * (dz / cos_z)[:, None], ground
 
 
-def _entry_point(core, direction, atmosphere, obs_level, top_height=100e3):
+def entry_point(core, direction, atmosphere, obs_level, top_height=100e3):
     """Point of the axis at the top of the atmosphere."""
     cos_z = -direction[2]
     z = top_height - obs_level
     return np.array([core[0], core[1], 0.0]) - direction * (z / cos_z)
 
 
-def em_primary(energy, core, direction, rng, atmosphere: ExponentialAtmosphere, obs_level, first_length):
-    """A single electromagnetic shower starting after an exponential first free path."""
-    start = _entry_point(core, direction, atmosphere, obs_level)
-    return SubShowers(
-        start=start[None, :],
-        direction=np.asarray(direction, dtype=float)[None, :],
-        energy=np.array([energy], dtype=float),
-        start_depth=np.array([rng.exponential(first_length)]),
-    )
-
-
 def hadronic_cascade(energy, core, direction, rng, atmosphere, obs_level, model=HadronicModel()):
     """Electromagnetic sub-showers of a proton-initiated cascade."""
-    position = _entry_point(core, direction, atmosphere, obs_level)[None, :]
+    position = entry_point(core, direction, atmosphere, obs_level)[None, :]
     direction = np.asarray(direction, dtype=float)[None, :]
     hadron_energy = np.array([energy], dtype=float)
     is_leading = np.array([True])
@@ -122,7 +112,7 @@ def hadronic_cascade(energy, core, direction, rng, atmosphere, obs_level, model=
         if len(hadron_energy) == 0:
             break
         lengths = np.where(is_leading, model.proton_interaction_length, model.pion_interaction_length)
-        position, ground = _advance(position, direction, rng.exponential(lengths), atmosphere, obs_level)
+        position, ground = advance(position, direction, rng.exponential(lengths), atmosphere, obs_level)
         keep = ~ground
         position, direction, hadron_energy = position[keep], direction[keep], hadron_energy[keep]
         is_leading = is_leading[keep]
@@ -145,7 +135,7 @@ def hadronic_cascade(energy, core, direction, rng, atmosphere, obs_level, model=
         out_dir = np.tile(direction, (5, 1))
         out_pos = np.tile(position, (5, 1))
         theta = rng.gamma(2.0, model.mean_pt / 2.0, 5 * n) / np.maximum(out_energy, 1e-6)
-        out_dir = _kick(out_dir, np.minimum(theta, 0.5), rng)
+        out_dir = kick(out_dir, np.minimum(theta, 0.5), rng)
         starts.append(out_pos[: 2 * n])
         dirs.append(out_dir[: 2 * n])
         energies.append(out_energy[: 2 * n])

@@ -33,6 +33,11 @@ class DetectorResponse(TelescopeComponent):
     psf_sigma = FloatTelescopeParameter(
         default_value=0.035, help="Gaussian sigma of the optical point spread function, deg"
     ).tag(config=True)
+    focus_distance = FloatTelescopeParameter(
+        default_value=10000.0,
+        help="Distance along the line of sight at which the dish is focused, m (0: infinity);"
+        " light from nearer or farther is blurred by the dish size",
+    ).tag(config=True)
     nsb_pe = FloatTelescopeParameter(
         default_value=1.8, help="Mean night-sky-background p.e. per pixel in the integration window"
     ).tag(config=True)

@@ -4,11 +4,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from ctapipe.core import Component
-from ctapipe.core.traits import Float, Int
+from ctapipe.core.traits import Float, Int, List
 
 from .atmosphere import ExponentialAtmosphere
-from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, em_primary, hadronic_cascade
+from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, hadronic_cascade, perpendicular_basis
 from .cherenkov import SPEED_OF_LIGHT, AngularModel, ground_to_fov, photons_at_telescope
+from .em_cascade import LA_PALMA_FIELD, ElectromagneticModel, em_cascades
 from .emission import EmissionPoints, lateral_offsets, sample_emission_points, threshold_factor
 from .longitudinal import CRITICAL_ENERGY, RADIATION_LENGTH, sample_greisen_depth, shower_age
 
@@ -46,11 +47,27 @@ class AirShowerModel(Component):
     xmax_sigma = Float(
         15.0, help="Extra Gaussian fluctuation of the electromagnetic shower start, g/cm2"
     ).tag(config=True)
+    leaf_fraction = Float(
+        1.0 / 8.0,
+        help="Gamma and electron showers are followed particle by particle until each particle has less than"
+        " this share of the primary energy (or leaf_min_energy); 1 gives one smooth shower",
+    ).tag(config=True)
+    leaf_min_energy = Float(3e-3, help="Energy below which particles become sub-showers, TeV").tag(config=True)
+    geomagnetic_field = List(
+        Float(), default_value=list(LA_PALMA_FIELD), minlen=3, maxlen=3,
+        help="Geomagnetic field in the ground frame (north, west, up), microtesla; default: La Palma",
+    ).tag(config=True)
     points_per_sqrt_tev = Int(
         2500, help="Emission points per event are this times sqrt(E/TeV), clipped to [400, 20000]"
     ).tag(config=True)
-    muon_probability = Float(
-        0.02, help="Chance per proton shower and telescope of a muon ring at 1 TeV (scales as E^0.8)"
+    muons_per_tev = Float(
+        10.0, help="Muons above the Cherenkov threshold in a 1 TeV proton shower (scales as E^0.85)"
+    ).tag(config=True)
+    muon_lateral_scale = Float(
+        250.0, help="Muon density on the ground falls as exp(-r / this) from the core, m"
+    ).tag(config=True)
+    muon_impact_max = Float(
+        5.0, help="Muons passing up to this many mirror radii from a telescope leave a ring or arc"
     ).tag(config=True)
     muon_pe_per_metre_rad = Float(
         25.0, help="Muon-ring p.e. per metre of mirror chord and radian (optical efficiency included)"
@@ -65,35 +82,50 @@ class AirShowerModel(Component):
             tail_fraction=self.tail_fraction,
         )
         self.hadronic = HadronicModel()
+        self.electromagnetic = ElectromagneticModel(
+            leaf_fraction=self.leaf_fraction, leaf_min_energy=self.leaf_min_energy, field=tuple(self.geomagnetic_field)
+        )
 
-    def shower(self, rng, particle, energy, alt, az, core_x, core_y, obs_level) -> ShowerLight:
-        """Emission points of one shower of ``energy`` TeV from (alt, az) rad, core in m."""
+    def em_cascades(self, rng, particle, energy, alt, az, core_x, core_y, obs_level):
+        """Sub-showers and first-interaction heights (m a.s.l.) of a batch of gamma or electron
+        showers (arrays), computed together: much faster than one by one."""
+        first = PAIR_LENGTH if particle == "gamma" else 0.5 * RADIATION_LENGTH
+        n = len(energy)
+        first_path = np.maximum(rng.exponential(first, n) + self.xmax_sigma * rng.standard_normal(n), 0.0)
+        cascades = em_cascades(
+            np.asarray(energy, dtype=float), np.column_stack([core_x, core_y]), axis_direction(alt, az), rng,
+            self.atmosphere, obs_level, particle, self.electromagnetic, first_path,
+        )
+        return [(subs, h_first + obs_level) for subs, h_first in cascades]
+
+    def shower(self, rng, particle, energy, alt, az, core_x, core_y, obs_level, cascade=None) -> ShowerLight:
+        """Emission points of one shower of ``energy`` TeV from (alt, az) rad, core in m.
+
+        ``cascade``: this shower's entry of `em_cascades` when computed for a batch already.
+        """
         axis = axis_direction(alt, az)
         core = np.array([core_x, core_y])
+        h_first = np.nan
         if particle == "proton":
             subs = hadronic_cascade(energy, core, axis, rng, self.atmosphere, obs_level, self.hadronic)
             n_points = 2 * self.points_per_sqrt_tev
+            if len(subs):
+                h_first = float(np.max(subs.start[:, 2]) + obs_level)
         else:
-            first = PAIR_LENGTH if particle == "gamma" else 0.5 * RADIATION_LENGTH
-            subs = em_primary(energy, core, axis, rng, self.atmosphere, obs_level, first)
-            subs.start_depth = np.maximum(subs.start_depth + self.xmax_sigma * rng.standard_normal(1), 0.0)
+            if cascade is None:
+                cascade = self.em_cascades(rng, particle, [energy], [alt], [az], [core_x], [core_y], obs_level)[0]
+            subs, h_first = cascade
             n_points = self.points_per_sqrt_tev
         n_points = int(np.clip(n_points * np.sqrt(energy), 400, 20000))
         points = sample_emission_points(
             subs, n_points, rng, self.atmosphere, obs_level, self.photons_per_tev, self.lateral_scale
         )
         cos_z = -axis[2]
-        x_max, h_first = np.nan, np.nan
+        x_max = np.nan
         if len(points):
             slant = self.atmosphere.vertical_depth(points.height) / cos_z
             hist, edges = np.histogram(slant, bins=np.arange(0.0, slant.max() + 20.0, 20.0))
             x_max = float(edges[np.argmax(hist)] + 10.0)
-        if len(subs):
-            first_depth = subs.start_depth.min() if particle != "proton" else None
-            if first_depth is not None:
-                h_first = float(self.atmosphere.height(max(first_depth, 1e-3) * cos_z))
-            else:
-                h_first = float(np.max(subs.start[:, 2]) + obs_level)
         return ShowerLight(
             points=points, axis=axis, core=np.array([core_x, core_y, 0.0]), x_max=x_max, h_first_int=h_first, obs_level=obs_level
         )
@@ -106,11 +138,17 @@ class AirShowerModel(Component):
             light.points, telescope_position, mirror_area, self.atmosphere, obs_level, self.angular
         )
 
-    def photoelectrons(self, rng, light: ShowerLight, per_point_pe, n_pe, telescope_position, pointing):
+    def photoelectrons(
+        self, rng, light: ShowerLight, per_point_pe, n_pe, telescope_position, pointing, mirror_radius=0.0,
+        focus_distance=0.0,
+    ):
         """Directions (fov_lon, fov_lat, deg) and arrival times (ns) of ``n_pe`` p.e.
 
         Emission points are drawn with probability ``per_point_pe``; each p.e. gets its own
         lateral offset from the shower axis, so images stay smooth when p.e. outnumber points.
+        Each p.e. hits the dish (radius ``mirror_radius``, m) at a random point: seen from there
+        the emission point lies in a slightly different direction, so a dish focused at
+        ``focus_distance`` (m; 0 = infinity) blurs light from nearer or farther points.
         """
         counts = rng.multinomial(n_pe, per_point_pe / per_point_pe.sum())
         index = np.repeat(np.arange(len(counts)), counts)
@@ -118,17 +156,32 @@ class AirShowerModel(Component):
         position = points.axis_position[index] + lateral_offsets(
             points, index, rng, self.atmosphere, self.lateral_scale
         )
-        to_emission = position - np.asarray(telescope_position)[None, :]
+        mirror = np.asarray(telescope_position, dtype=float)[None, :]
+        if mirror_radius > 0:
+            e1, e2 = perpendicular_basis(-axis_direction(*pointing)[None, :])
+            r = mirror_radius * np.sqrt(rng.random(n_pe))
+            phi = rng.uniform(0.0, 2 * np.pi, n_pe)
+            offset = (r * np.cos(phi))[:, None] * e1 + (r * np.sin(phi))[:, None] * e2
+            mirror = mirror + offset
+        to_emission = position - mirror
         distance = np.linalg.norm(to_emission, axis=1)
-        fov_lon, fov_lat = ground_to_fov(to_emission, *pointing)
+        direction = to_emission / distance[:, None]
+        if mirror_radius > 0 and focus_distance > 0:
+            direction = direction + offset / focus_distance
+        fov_lon, fov_lat = ground_to_fov(direction, *pointing)
         # the particle front moves down the primary axis at c; light follows at c/n
         along_axis = (position - light.core[None, :]) @ (-light.axis)
         refractivity = self.atmosphere.refractivity(0.5 * (points.height[index] + light.obs_level))
         time = (-along_axis + distance * (1.0 + refractivity)) / SPEED_OF_LIGHT
         return fov_lon, fov_lat, time
 
-    def muon_probability_at(self, energy):
-        return min(1.0, self.muon_probability * energy**0.8)
+    def muon_probability(self, energy, core_distance, mirror_radius):
+        """Chance that a muon of a proton shower of ``energy`` TeV passes within
+        ``muon_impact_max`` mirror radii of a telescope ``core_distance`` m from the core."""
+        scale = self.muon_lateral_scale
+        density = self.muons_per_tev * np.asarray(energy) ** 0.85 / (2 * np.pi * scale**2)
+        area = np.pi * (self.muon_impact_max * mirror_radius) ** 2
+        return 1.0 - np.exp(-density * np.exp(-np.asarray(core_distance) / scale) * area)
 
 
 def quick_expected_photons(

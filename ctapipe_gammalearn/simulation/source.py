@@ -239,12 +239,18 @@ class AirShowerSimEventSource(EventSource):
             scale, n_pe = n_pe / self.max_pe, self.max_pe
         lon = lat = time = np.zeros(0)
         if n_pe > 0:
-            lon, lat, time = model.photoelectrons(rng, light, expected, n_pe, position, self._pointing)
+            lon, lat, time = model.photoelectrons(
+                rng, light, expected, n_pe, position, self._pointing, np.sqrt(area / np.pi),
+                detector.focus_distance.tel[tel_id],
+            )
         if muon:
             radius = np.sqrt(area / np.pi)
-            impact = 1.6 * radius * np.sqrt(rng.random())
+            impact = model.muon_impact_max * radius * np.sqrt(rng.random())
             centre = rng.normal(0.0, 1.0, 2)
-            ring_radius = np.rad2deg(model.atmosphere.cherenkov_angle(self.observation_level + 300.0))
+            # the light of a muon passing at ``impact`` was emitted about impact / angle higher up
+            ground_angle = model.atmosphere.cherenkov_angle(self.observation_level)
+            height = max(300.0, impact / ground_angle)
+            ring_radius = np.rad2deg(model.atmosphere.cherenkov_angle(self.observation_level + height))
             m_lon, m_lat = muon_ring_photons(
                 rng, radius, ring_radius * rng.uniform(0.93, 1.0), model.muon_pe_per_metre_rad, centre, impact
             )
@@ -295,11 +301,22 @@ class AirShowerSimEventSource(EventSource):
                 self.shower_model, rng, self.particle, *batch, positions, areas, self.observation_level
             ) * efficiency[None, :]
             if self.particle == "proton":
-                p_muon = np.minimum(1.0, self.shower_model.muon_probability * batch[0] ** 0.8)
-                muons = rng.random((BATCH_SIZE, len(tel_ids))) < p_muon[:, None]
+                core_distance = np.hypot(
+                    batch[3][:, None] - np.array([p[0] for p in positions])[None, :],
+                    batch[4][:, None] - np.array([p[1] for p in positions])[None, :],
+                )
+                radii = np.sqrt(np.array(areas) / np.pi)[None, :]
+                p_muon = self.shower_model.muon_probability(batch[0][:, None], core_distance, radii)
+                muons = rng.random((BATCH_SIZE, len(tel_ids))) < p_muon
             else:
                 muons = np.zeros((BATCH_SIZE, len(tel_ids)), dtype=bool)
             candidates = (quick >= margin * self.min_expected_pe) | muons
+            cascades = {}
+            if self.particle != "proton":
+                todo = np.flatnonzero(candidates.any(axis=1))
+                cascades = dict(zip(todo, self.shower_model.em_cascades(
+                    rng, self.particle, *(b[todo] for b in batch), self.observation_level
+                )))
             for i in range(BATCH_SIZE):
                 self.n_thrown += 1
                 energy, alt, az, core_x, core_y = (float(b[i]) for b in batch)
@@ -308,7 +325,7 @@ class AirShowerSimEventSource(EventSource):
                 if not candidates[i].any():
                     continue
                 light = self.shower_model.shower(
-                    rng, self.particle, energy, alt, az, core_x, core_y, self.observation_level
+                    rng, self.particle, energy, alt, az, core_x, core_y, self.observation_level, cascades.get(i)
                 )
                 images = {}
                 for j, tel_id in enumerate(tel_ids):
