@@ -94,19 +94,21 @@ def _binned_quantile_cut(values, energy, bins, quantile):
 
 def mono_performance(
     diffuse, point, protons, energy_bins, features=LST_FEATURES, gh_efficiency=0.9, intensity_bins=(),
-    theta_containment=0.68, min_events=100, seed=0,
+    theta_containment=0.68, min_events=100, right_sign_only=False, seed=0,
 ):
     """LST-1-style mono analysis: models trained on diffuse gammas (and protons, 2-fold), applied
     to point-like gammas, with the LST-1 performance paper's IRF procedure:
 
     - a gammaness cut keeping ``gh_efficiency`` of the gammas per reconstructed-energy bin;
-    - angular resolution: 68% containment of the events whose head/tail (disp sign) is right;
+    - angular resolution: 68% containment of the selected gammas (with ``right_sign_only``,
+      of those whose head/tail, the disp sign, is right);
     - energy resolution: 68% quantile of |E_reco/E_true - 1| after a theta cut of
-      ``theta_containment`` per reconstructed-energy bin (computed on the right-sign events);
+      ``theta_containment`` per reconstructed-energy bin;
     - bins with fewer than ``min_events`` gammas give NaN.
 
     Returns the angular and energy resolution per true-energy bin, the gamma counts after the
-    gammaness cut, and the point-gamma / proton AUC per intensity bin."""
+    gammaness cut, the point-gamma / proton AUC per intensity bin, and the share of the
+    selected gammas whose head/tail is right."""
     x_diffuse, x_point, x_protons = (_matrix(t, features) for t in (diffuse, point, protons))
     theta, right_sign = _theta(diffuse, point, x_diffuse, x_point, seed)
     reco_energy = _energy(diffuse, x_diffuse, x_point, seed)
@@ -124,7 +126,8 @@ def mono_performance(
     true_energy = np.asarray(point["true_energy"], dtype=float)
     cut_bins = np.concatenate([[0.0], energy_bins, [np.inf]])
     keep = point_score >= _binned_quantile_cut(point_score, reco_energy, cut_bins, 1 - gh_efficiency)
-    theta_cut = _binned_quantile_cut(np.where(keep & right_sign, theta, np.nan), reco_energy, cut_bins, theta_containment)
+    used = keep & right_sign if right_sign_only else keep
+    theta_cut = _binned_quantile_cut(np.where(used, theta, np.nan), reco_energy, cut_bins, theta_containment)
     bins = energy_bins * u.TeV
 
     def table(mask):
@@ -132,7 +135,7 @@ def mono_performance(
             true_energy=true_energy[mask] * u.TeV, reco_energy=reco_energy[mask] * u.TeV, theta=theta[mask] * u.deg
         ))
 
-    ang = angular_resolution(table(keep & right_sign), bins)
+    ang = angular_resolution(table(used), bins)
     ang_col = "angular_resolution" if "angular_resolution" in ang.colnames else "angular_resolution_68"
     eres = energy_bias_resolution(
         table(keep & (theta <= theta_cut)), bins, resolution_function=energy_resolution_absolute_68
@@ -150,4 +153,4 @@ def mono_performance(
         y = np.concatenate([np.ones(mg.sum()), np.zeros(mp.sum())])
         score = np.concatenate([point_score[mg], proton_score[mp]])
         aucs[(lo, hi)] = (roc_auc_score(y, score) if min(mg.sum(), mp.sum()) >= 10 else np.nan, int(mg.sum()), int(mp.sum()))
-    return ang_res, e_res, counts, aucs
+    return ang_res, e_res, counts, aucs, float(np.mean(right_sign[keep]))

@@ -24,9 +24,17 @@ def _impact(core_x, core_y, tel_x, tel_y, tel_z, alt, az):
     return np.linalg.norm(np.cross(rel, axis), axis=1)
 
 
-def prod5_lst_images(particle):
-    """LST images of the prod5 La Palma sample (zenith 20 deg), lengths converted to deg."""
+#: the two parameter sets of the prod5 files (ctapipe 0.8 stage 1): Hillas etc. of the cleaned
+#: DL1 images (tailcuts 10/5, two neighbours, as ctapipe's default today) and of the true p.e.
+#: images (every pixel with a p.e., no noise)
+PROD5_GROUPS = {"dl1": "dl1", "true": "simulation"}
+
+
+def prod5_lst_images(particle, level="dl1"):
+    """LST images of the prod5 La Palma sample (zenith 20 deg), lengths converted to deg;
+    ``level`` "dl1" (cleaned images) or "true" (true p.e. images)."""
     name = {"gamma": "aict_cta_gammas_diffuse", "proton": "aict_cta_protons"}[particle]
+    group = PROD5_GROUPS[level]
     path = SHARED_DATA / "dl1_params_only" / f"{name}.dl1.h5"
     rows = []
     with tables.open_file(path) as h5:
@@ -34,7 +42,7 @@ def prod5_lst_images(particle):
         shower = h5.root.simulation.event.subarray.shower[:]
         key = {(o, e): i for i, (o, e) in enumerate(zip(shower["obs_id"], shower["event_id"]))}
         for tel in layout[layout["type"] == b"LST"]:
-            params = getattr(h5.root.simulation.event.telescope.parameters, f"tel_{tel['tel_id']:03d}")[:]
+            params = h5.get_node(f"/{group}/event/telescope/parameters/tel_{tel['tel_id']:03d}")[:]
             idx = np.array([key[(o, e)] for o, e in zip(params["obs_id"], params["event_id"])])
             s = shower[idx]
             t = Table()

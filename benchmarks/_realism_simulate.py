@@ -13,7 +13,9 @@ __all__ = ["simulated_images"]
 
 
 def simulated_images(cache_dir, name, particle, n_events, seed, extra=(), overwrite=False, pointing=False):
-    """Telescope-event table (parameters + truth) of a simulated sample, cached as a DL1 file."""
+    """Telescope-event table (parameters + truth) of a simulated sample, cached as a DL1 file.
+
+    The parameters of the true p.e. images come along with a ``true_`` prefix."""
     path = Path(cache_dir) / f"{name}.dl1.h5"
     if overwrite or not path.exists():
         argv = [
@@ -29,10 +31,13 @@ def simulated_images(cache_dir, name, particle, n_events, seed, extra=(), overwr
             raise RuntimeError(f"simulation of {name} failed")
     with TableLoader(path) as loader:
         table = loader.read_telescope_events(
-            dl1_parameters=True, simulated=True, observation_info=False, pointing=pointing
+            dl1_parameters=True, simulated=True, observation_info=False, pointing=pointing, true_parameters=True
         )
     table = Table(table)
-    for name in ("hillas_width", "hillas_length", "hillas_r", "hillas_fov_lon", "hillas_fov_lat", "true_alt", "true_az"):
+    for name in (
+        "hillas_width", "hillas_length", "hillas_r", "hillas_fov_lon", "hillas_fov_lat", "true_alt", "true_az",
+        "true_hillas_width", "true_hillas_length",
+    ):
         table[name] = u.Quantity(table[name], u.deg).to_value(u.deg)
     return table
 

@@ -3,9 +3,11 @@
 Measured side by side in one run (medians of --repeat runs):
   generate  AirShowerSimEventSource alone (physics, detector, trigger)
   ctapipe   ImageProcessor + ShowerProcessor + DataWriter on the same events (the floor)
-  total     both, i.e. what the tool does end to end
+  total     both, i.e. what the tool does end to end in one process
+  parallel  what the tool does with --workers N: batches simulated and processed in N forked
+            processes, written by this one (wall clock only: the work is in the children)
 
-    python benchmarks/bench_simulation_speed.py [--n-events 300] [--repeat 3]
+    python benchmarks/bench_simulation_speed.py [--n-events 300] [--repeat 3] [--workers 2]
 """
 
 import argparse
@@ -19,6 +21,7 @@ from ctapipe.io import DataWriter
 from ctapipe.reco import ShowerProcessor
 
 from ctapipe_gammalearn.simulation import AirShowerSimEventSource
+from ctapipe_gammalearn.simulation.parallel import ParallelSimulation, available_cores
 
 SETTINGS = {
     "gamma": dict(particle="gamma", wobble=0.4, energy_min=0.02, energy_max=20.0, core_max=500.0, zenith=20.0),
@@ -49,20 +52,45 @@ def measure(settings, n_events, seed, workdir, write_true_image=True):
     )
 
 
+def measure_parallel(settings, n_events, seed, workdir, n_workers, write_true_image=True):
+    """Wall-clock seconds of the tool's loop with ``n_workers`` processes."""
+    source = AirShowerSimEventSource(n_events=n_events, seed=seed, write_true_image=write_true_image, **settings)
+    process_images = ImageProcessor(subarray=source.subarray)
+    process_shower = ShowerProcessor(subarray=source.subarray)
+
+    def process(event):
+        process_images(event)
+        process_shower(event)
+
+    start = time.perf_counter()
+    with DataWriter(
+        source, output_path=Path(workdir) / f"bench_parallel_{seed}.h5", overwrite=True,
+        write_dl1_images=True, write_dl1_parameters=True, write_dl2=True,
+    ) as writer, ParallelSimulation(source, process, n_workers) as events:
+        for event in events:
+            writer(event)
+    return time.perf_counter() - start
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-events", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=available_cores(), help="processes of the parallel column")
     args = parser.parse_args()
     print(f"LST-1, {args.n_events} triggered events per run, median of {args.repeat} runs\n")
     print("Rates in triggered events per second of wall-clock time, and [per second of this process's CPU time,")
     print("which a shared, loaded machine disturbs much less].\n")
-    print("| sample | thrown/triggered | generate | ctapipe processing + writing | end to end |")
-    print("|---|---|---|---|---|")
+    print(f"| sample | thrown/triggered | generate | ctapipe processing + writing | end to end, one process "
+          f"| end to end, {args.workers} workers | speed-up |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as workdir:
         for name, settings in SETTINGS.items():
             for true_image in (True, False):
-                runs = [measure(settings, args.n_events, seed, workdir, true_image) for seed in range(args.repeat)]
+                runs, parallel = [], []
+                for seed in range(args.repeat):  # interleaved, so both see the same load
+                    runs.append(measure(settings, args.n_events, seed, workdir, true_image))
+                    parallel.append(measure_parallel(settings, args.n_events, seed, workdir, args.workers, true_image))
                 rate = {}
                 for key in ("", "_cpu"):
                     gen = np.median([r[f"generate{key}"] for r in runs])
@@ -72,7 +100,8 @@ def main():
                 thrown = np.median([r["thrown"] for r in runs]) / args.n_events
                 label = f"{name}{'' if true_image else ' (no true image)'}"
                 cells = " | ".join(f"{w:.0f} [{c:.0f}]" for w, c in zip(rate[""], rate["_cpu"]))
-                print(f"| {label} | {thrown:.1f} | {cells} |")
+                in_parallel = args.n_events / np.median(parallel)
+                print(f"| {label} | {thrown:.1f} | {cells} | {in_parallel:.0f} | {in_parallel / rate[''][2]:.2f}× |")
 
 
 if __name__ == "__main__":

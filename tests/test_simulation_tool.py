@@ -28,7 +28,7 @@ def _simulate(path, *args, n_events=12):
 @pytest.fixture(scope="module")
 def gamma_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("sim") / "gamma.dl1.h5"
-    assert _simulate(path, *GAMMA_ARGS, "--seed=11") == 0
+    assert _simulate(path, *GAMMA_ARGS, "--seed=11", "--workers=1") == 0
     return path
 
 
@@ -82,15 +82,26 @@ def test_simulation_configuration(gamma_file):
     assert blocks["subarray_pointing_lat"].quantity[0].to_value(u.deg) == pytest.approx(70.0)
 
 
-def test_same_seed_gives_identical_data(gamma_file, tmp_path):
-    again = tmp_path / "again.dl1.h5"
-    other = tmp_path / "other.dl1.h5"
-    assert _simulate(again, *GAMMA_ARGS, "--seed=11") == 0
-    assert _simulate(other, *GAMMA_ARGS, "--seed=12") == 0
-    a, b, c = _event_tables(gamma_file), _event_tables(again), _event_tables(other)
-    for column in ("image", "peak_time", "true_image", "true_energy", "true_core_x", "hillas_intensity"):
+def test_same_seed_gives_identical_data_with_any_number_of_workers(tmp_path, monkeypatch):
+    from ctapipe_gammalearn.simulation import source
+
+    # small batches, so that the 12 events come from several batches simulated in parallel
+    monkeypatch.setattr(source, "BATCH_SIZE", 8)
+    paths = {name: tmp_path / f"{name}.dl1.h5" for name in ("serial", "parallel", "other")}
+    assert _simulate(paths["serial"], *GAMMA_ARGS, "--seed=11", "--workers=1") == 0
+    assert _simulate(paths["parallel"], *GAMMA_ARGS, "--seed=11", "--workers=2") == 0
+    assert _simulate(paths["other"], *GAMMA_ARGS, "--seed=12", "--workers=1") == 0
+    a, b, c = (_event_tables(p) for p in paths.values())
+    for column in (
+        "event_id", "image", "peak_time", "true_image", "true_energy", "true_core_x", "hillas_intensity", "time",
+    ):
         np.testing.assert_array_equal(np.asarray(a[column]), np.asarray(b[column]))
     assert not np.array_equal(np.asarray(a["true_energy"]), np.asarray(c["true_energy"]))
+    n_thrown = [read_table(paths[k], "/configuration/simulation/run")["n_showers"][0] for k in ("serial", "parallel")]
+    assert n_thrown[0] == n_thrown[1] > 16
+    hists = [read_table(paths[k], "/simulation/service/shower_distribution")["histogram"][0] for k in ("serial", "parallel")]
+    np.testing.assert_array_equal(*hists)
+    assert hists[0].sum() == n_thrown[0]
 
 
 def test_no_overwrite_without_flag(gamma_file, tmp_path):

@@ -150,9 +150,11 @@ def hadronic_cascade(energy, core, direction, rng, atmosphere, obs_level, model=
         empty = np.zeros((0, 3))
         return SubShowers(empty, empty, np.zeros(0), np.zeros(0))
     energy_all = np.concatenate(energies)
+    # Greisen's profile of a photon already holds its mean pair-production path: the
+    # sub-showers start where the pions decay
     return SubShowers(
         start=np.concatenate(starts),
         direction=np.concatenate(dirs),
         energy=energy_all,
-        start_depth=rng.exponential(PAIR_LENGTH, len(energy_all)),
+        start_depth=np.zeros(len(energy_all)),
     )

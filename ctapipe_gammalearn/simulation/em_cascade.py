@@ -110,9 +110,11 @@ def em_cascades(
 
     never_split = leaves[0][0]
     owner, start, dirs, leaf_e, leaf_photon = (np.concatenate(x) for x in zip(*leaves))
-    # a photon sub-shower starts after its own pair-production path, an electron at once,
-    # and a primary that never split after its first free path
-    depth = np.where(leaf_photon, rng.exponential(PAIR_LENGTH, len(leaf_e)), 0.0)
+    # sub-showers start where they were made: Greisen's profile of a photon already holds its
+    # mean pair-production path (maximum at ln(E/E_c) radiation lengths from the photon's
+    # start), so no extra free path is drawn; a primary that never split starts after its
+    # first free path
+    depth = np.zeros(len(leaf_e))
     depth[: len(never_split)] = start_depth[never_split]
     first_height[never_split] = atmosphere.height(
         np.maximum(start_depth[never_split], 1e-3) * cos_z[never_split]

@@ -1,5 +1,8 @@
 """`AirShowerSimEventSource`: a ctapipe EventSource that generates labelled air-shower events."""
 
+import itertools
+from dataclasses import dataclass
+
 import astropy.units as u
 import numpy as np
 from astropy.time import Time
@@ -37,7 +40,7 @@ from .sampling import fov_to_altaz, sample_core, sample_direction_in_cone, sampl
 from .shower_model import PRIMARY_IDS, AirShowerModel, quick_expected_photons
 from .subarray import load_subarray
 
-__all__ = ["AirShowerSimEventSource"]
+__all__ = ["AirShowerSimEventSource", "SimulatedBatch"]
 
 #: start of the simulated observation (arbitrary, fixed for reproducibility)
 REFERENCE_TIME = Time("2024-01-01T00:00:00", scale="utc")
@@ -45,6 +48,16 @@ N_HIST_ENERGY_BINS = 120
 N_HIST_CORE_BINS = 50
 #: primaries thrown and screened together
 BATCH_SIZE = 256
+
+
+@dataclass
+class SimulatedBatch:
+    """Thrown showers of one batch (energy, TeV; core distance, m) and its triggered events
+    as (position in the batch, event), not numbered yet."""
+
+    energy: np.ndarray
+    core_distance: np.ndarray
+    events: list
 
 
 class AirShowerSimEventSource(EventSource):
@@ -57,7 +70,7 @@ class AirShowerSimEventSource(EventSource):
 
     particle = CaselessStrEnum(list(PRIMARY_IDS), default_value="gamma", help="Primary particle").tag(config=True)
     n_events = Int(100, help="Number of triggered events to generate").tag(config=True)
-    seed = Int(0, help="Random seed; the same seed gives the same events").tag(config=True)
+    seed = Int(0, min=0, help="Random seed; the same seed gives the same events").tag(config=True)
     energy_min = Float(0.01, help="Minimum true energy, TeV").tag(config=True)
     energy_max = Float(100.0, help="Maximum true energy, TeV").tag(config=True)
     spectral_index = Float(-2.0, help="Power-law index of the simulated spectrum").tag(config=True)
@@ -101,6 +114,10 @@ class AirShowerSimEventSource(EventSource):
         self.n_thrown = 0
         self._thrown_energy = []
         self._thrown_core = []
+        # ground positions and mirror areas in the order of tel_ids, m and m2
+        tel_ids = self._subarray.tel_ids
+        self._tel_positions = np.array([self._subarray.positions[t].to_value(u.m) for t in tel_ids])
+        self._mirror_areas = np.array([self._subarray.tel[t].optics.mirror_area.to_value(u.m**2) for t in tel_ids])
         self._pointing = (np.deg2rad(90.0 - self.zenith), np.deg2rad(self.azimuth))
 
     @staticmethod
@@ -197,8 +214,8 @@ class AirShowerSimEventSource(EventSource):
         bins_energy = np.geomspace(self.energy_min, self.energy_max, N_HIST_ENERGY_BINS + 1)
         bins_core = np.linspace(0.0, self.core_max, N_HIST_CORE_BINS + 1)
         hist, _, _ = np.histogram2d(
-            np.asarray(self._thrown_core, dtype=float),
-            np.asarray(self._thrown_energy, dtype=float),
+            np.concatenate([np.zeros(0), *self._thrown_core]),
+            np.concatenate([np.zeros(0), *self._thrown_energy]),
             bins=[bins_core, bins_energy],
         )
         return {
@@ -283,63 +300,81 @@ class AirShowerSimEventSource(EventSource):
 
     def _impact_distance(self, light):
         """Perpendicular distance of each telescope from the shower axis, m."""
-        rel = self._subarray.tel_coords.cartesian.xyz.to_value(u.m).T - light.core[None, :]
+        rel = self._tel_positions - light.core[None, :]
         return np.linalg.norm(np.cross(rel, light.axis[None, :]), axis=1)
 
     def _generator(self):
-        rng = np.random.default_rng(self.seed)
-        tel_ids = list(self._subarray.tel)
-        positions = [self._subarray.positions[t].to_value(u.m) for t in tel_ids]
-        areas = [self._subarray.tel[t].optics.mirror_area.to_value(u.m**2) for t in tel_ids]
+        yield from self.collect(self.simulate_batch(index) for index in itertools.count())
+
+    def simulate_batch(self, index) -> SimulatedBatch:
+        """Batch ``index`` of ``BATCH_SIZE`` thrown showers and the events that triggered.
+
+        Each batch has its own random stream from (seed, index), so batches can be simulated
+        in any order or in parallel processes and still give the same events.
+        """
+        rng = np.random.default_rng([self.seed, index])
+        tel_ids = [int(t) for t in self._subarray.tel_ids]
+        positions, areas = self._tel_positions[:, :2], self._mirror_areas
         efficiency = np.array([self.detector.photon_detection_efficiency.tel[t] for t in tel_ids])
         # screening margin: the quick estimate is rough, protons more so
         margin = 0.25 if self.particle == "proton" else 0.5
+        batch = self._sample_primaries(rng, BATCH_SIZE)
+        quick = quick_expected_photons(
+            self.shower_model, rng, self.particle, *batch, self._tel_positions, areas, self.observation_level
+        ) * efficiency[None, :]
+        if self.particle == "proton":
+            core_distance = np.hypot(batch[3][:, None] - positions[None, :, 0], batch[4][:, None] - positions[None, :, 1])
+            radii = np.sqrt(areas / np.pi)[None, :]
+            p_muon = self.shower_model.muon_probability(batch[0][:, None], core_distance, radii)
+            muons = rng.random((BATCH_SIZE, len(tel_ids))) < p_muon
+        else:
+            muons = np.zeros((BATCH_SIZE, len(tel_ids)), dtype=bool)
+        candidates = (quick >= margin * self.min_expected_pe) | muons
+        todo = np.flatnonzero(candidates.any(axis=1))
+        cascades = {}
+        if self.particle != "proton":
+            cascades = dict(zip(todo, self.shower_model.em_cascades(
+                rng, self.particle, *(b[todo] for b in batch), self.observation_level
+            )))
+        events = []
+        for i in todo:
+            energy, alt, az, core_x, core_y = (float(b[i]) for b in batch)
+            light = self.shower_model.shower(
+                rng, self.particle, energy, alt, az, core_x, core_y, self.observation_level, cascades.get(i)
+            )
+            images = {}
+            for j in np.flatnonzero(candidates[i]):
+                tel_id = tel_ids[j]
+                image = self._telescope_image(rng, tel_id, light, muons[i, j])
+                if image is not None and self.detector.triggered(tel_id, image):
+                    images[tel_id] = image
+            if len(images) >= max(self.min_telescopes, 1):
+                events.append((int(i), self._make_event(energy, alt, az, core_x, core_y, light, images)))
+        return SimulatedBatch(energy=batch[0], core_distance=np.hypot(batch[3], batch[4]), events=events)
+
+    def collect(self, batches):
+        """Events of consecutive batches, numbered, until ``n_events``; the thrown showers
+        are counted up to the last event taken."""
+        self.n_thrown, self._thrown_energy, self._thrown_core = 0, [], []
         counter = 0
-        while counter < self.n_events:
-            batch = self._sample_primaries(rng, BATCH_SIZE)
-            quick = quick_expected_photons(
-                self.shower_model, rng, self.particle, *batch, positions, areas, self.observation_level
-            ) * efficiency[None, :]
-            if self.particle == "proton":
-                core_distance = np.hypot(
-                    batch[3][:, None] - np.array([p[0] for p in positions])[None, :],
-                    batch[4][:, None] - np.array([p[1] for p in positions])[None, :],
-                )
-                radii = np.sqrt(np.array(areas) / np.pi)[None, :]
-                p_muon = self.shower_model.muon_probability(batch[0][:, None], core_distance, radii)
-                muons = rng.random((BATCH_SIZE, len(tel_ids))) < p_muon
-            else:
-                muons = np.zeros((BATCH_SIZE, len(tel_ids)), dtype=bool)
-            candidates = (quick >= margin * self.min_expected_pe) | muons
-            cascades = {}
-            if self.particle != "proton":
-                todo = np.flatnonzero(candidates.any(axis=1))
-                cascades = dict(zip(todo, self.shower_model.em_cascades(
-                    rng, self.particle, *(b[todo] for b in batch), self.observation_level
-                )))
-            for i in range(BATCH_SIZE):
-                self.n_thrown += 1
-                energy, alt, az, core_x, core_y = (float(b[i]) for b in batch)
-                self._thrown_energy.append(energy)
-                self._thrown_core.append(np.hypot(core_x, core_y))
-                if not candidates[i].any():
-                    continue
-                light = self.shower_model.shower(
-                    rng, self.particle, energy, alt, az, core_x, core_y, self.observation_level, cascades.get(i)
-                )
-                images = {}
-                for j, tel_id in enumerate(tel_ids):
-                    if not candidates[i, j]:
-                        continue
-                    image = self._telescope_image(rng, tel_id, light, muons[i, j])
-                    if image is not None and self.detector.triggered(tel_id, image):
-                        images[tel_id] = image
-                if len(images) < self.min_telescopes or not images:
-                    continue
-                yield self._make_event(counter, energy, alt, az, core_x, core_y, light, images)
+        if self.n_events <= 0:
+            return
+        for batch in batches:
+            start = 0
+            for position, event in batch.events:
+                self._count_thrown(batch, start, position + 1)
+                start = position + 1
+                self._number(event, counter)
                 counter += 1
+                yield event
                 if counter >= self.n_events:
-                    break
+                    return
+            self._count_thrown(batch, start, len(batch.energy))
+
+    def _count_thrown(self, batch, start, stop):
+        self.n_thrown += stop - start
+        self._thrown_energy.append(batch.energy[start:stop])
+        self._thrown_core.append(batch.core_distance[start:stop])
 
     def _event_time(self, counter, chunk=1000):
         """Trigger times 10 ms apart; astropy Time arithmetic is slow, so done per chunk."""
@@ -349,15 +384,21 @@ class AirShowerSimEventSource(EventSource):
             self._times_first = first
         return self._times[counter - first]
 
-    def _make_event(self, counter, energy, alt, az, core_x, core_y, light, images):
-        alt_p, az_p = self._pointing
+    def _number(self, event, counter):
+        """Event id, count and trigger times, known once the events are in order."""
         time = self._event_time(counter)
+        event.index.event_id = counter + 1
+        event.count = counter
+        event.trigger.time = time
+        for tel_trigger in event.trigger.tel.values():
+            tel_trigger.time = time
+
+    def _make_event(self, energy, alt, az, core_x, core_y, light, images):
+        alt_p, az_p = self._pointing
         tel_ids = np.array(sorted(images), dtype=np.uint16)
         event = ArrayEventContainer(
-            index=EventIndexContainer(obs_id=self.obs_id, event_id=counter + 1),
-            count=counter,
+            index=EventIndexContainer(obs_id=self.obs_id),
             trigger=TriggerContainer(
-                time=time,
                 tels_with_trigger=tel_ids,
                 event_type=EventType.SUBARRAY,
             ),
@@ -378,10 +419,11 @@ class AirShowerSimEventSource(EventSource):
         event.meta["origin"] = "AirShowerSimEventSource"
         event.monitoring.pointing = ArrayPointingContainer(array_azimuth=az_p * u.rad, array_altitude=alt_p * u.rad)
         impact = self._impact_distance(light)
+        index_of = {int(t): i for i, t in enumerate(self._subarray.tel_ids)}
         for tel_id in tel_ids:
             tel_id = int(tel_id)
             image = images[tel_id]
-            event.trigger.tel[tel_id] = TelescopeTriggerContainer(time=time)
+            event.trigger.tel[tel_id] = TelescopeTriggerContainer()
             event.monitoring.tel[tel_id].pointing = TelescopePointingContainer(
                 azimuth=az_p * u.rad, altitude=alt_p * u.rad
             )
@@ -389,7 +431,7 @@ class AirShowerSimEventSource(EventSource):
                 true_image_sum=int(image.true_image.sum()),
                 true_image=image.true_image if self.write_true_image else None,
                 impact=TelescopeImpactParameterContainer(
-                    distance=impact[self._subarray.tel_index_array[tel_id]] * u.m,
+                    distance=impact[index_of[tel_id]] * u.m,
                     distance_uncert=0.0 * u.m,
                     prefix="true_impact",
                 ),

@@ -5,13 +5,14 @@ import signal
 
 import tables
 from ctapipe.core import Provenance, Tool, ToolConfigurationError
-from ctapipe.core.traits import Bool, Path, classes_with_traits, flag
+from ctapipe.core.traits import Bool, Int, Path, classes_with_traits, flag
 from ctapipe.image import ImageProcessor
 from ctapipe.io import DataWriter
 from ctapipe.reco import ShowerProcessor
 from tqdm.auto import tqdm
 
 from ..simulation import AirShowerModel, AirShowerSimEventSource, DetectorResponse
+from ..simulation.parallel import ParallelSimulation, available_cores
 
 __all__ = ["SimulateTool", "main"]
 
@@ -31,6 +32,10 @@ class SimulateTool(Tool):
     output = Path(None, allow_none=True, directory_ok=False, help="Output DL1 file (HDF5)").tag(config=True)
     overwrite = Bool(False, help="Replace an existing output file").tag(config=True)
     progress_bar = Bool(True, help="Show a progress bar").tag(config=True)
+    n_workers = Int(
+        0, min=0, help="Processes that simulate and process showers (0: one per available CPU core);"
+        " the output does not depend on it"
+    ).tag(config=True)
 
     aliases = {
         ("o", "output"): "SimulateTool.output",
@@ -48,6 +53,7 @@ class SimulateTool(Tool):
         "azimuth": "AirShowerSimEventSource.azimuth",
         "subarray": "AirShowerSimEventSource.subarray_file",
         "obs-id": "AirShowerSimEventSource.obs_id",
+        ("j", "workers"): "SimulateTool.n_workers",
     }
     flags = {
         "overwrite": ({"SimulateTool": {"overwrite": True}}, "Replace an existing output file"),
@@ -89,24 +95,30 @@ class SimulateTool(Tool):
             raise
 
     def start(self):
-        # a terminated run must not leave its partial file behind
-        previous_handler = signal.signal(signal.SIGTERM, _raise_system_exit)
+        n_workers = self.n_workers or available_cores()
         try:
-            for event in tqdm(
-                self.source,
-                total=self.source.n_events,
-                desc=f"simulating {self.source.particle}s",
-                unit="ev",
-                disable=not self.progress_bar,
-            ):
-                self.process_images(event)
-                self.process_shower(event)
-                self.writer(event)
+            # workers are forked first, so they keep the default SIGTERM handling
+            with ParallelSimulation(self.source, self._process, n_workers) as events:
+                # a terminated run must not leave its partial file behind
+                previous_handler = signal.signal(signal.SIGTERM, _raise_system_exit)
+                try:
+                    for event in tqdm(
+                        events,
+                        total=self.source.n_events,
+                        desc=f"simulating {self.source.particle}s",
+                        unit="ev",
+                        disable=not self.progress_bar,
+                    ):
+                        self.writer(event)
+                finally:
+                    signal.signal(signal.SIGTERM, previous_handler)
         except BaseException:
             self._discard()
             raise
-        finally:
-            signal.signal(signal.SIGTERM, previous_handler)
+
+    def _process(self, event):
+        self.process_images(event)
+        self.process_shower(event)
 
     def finish(self):
         try:
