@@ -57,18 +57,15 @@ GAMMA=(--energy-min 0.01 --energy-max 100 --core-max 500)
 PROTON=(--energy-min 0.02 --energy-max 200 --core-max 700 --viewcone-max 8)
 TRAIN=(--spectral-index -2)
 TEST=(--spectral-index -1.5)
-# two at a time: the simulation is single-threaded, protons are the slow ones
-# (most of them do not trigger)
+# one file at a time: the simulator uses every core itself (--workers)
 # Training sets come in DEMO_TRAIN_PARTS files (own seed and obs_id each): γ-PhysNet
 # validates on whole files, never on events of its training files. The baseline
 # tools read one file, the parts merged.
 DEMO_TRAIN_PARTS=${DEMO_TRAIN_PARTS:-4}
-pids=()
 for part in $(seq 1 "$DEMO_TRAIN_PARTS"); do
     simulate proton_train_$part proton $((DEMO_PROTON_EVENTS / DEMO_TRAIN_PARTS)) $((DEMO_SEED + 100 + part)) \
-        --obs-id $((100 + part)) "${PROTON[@]}" "${TRAIN[@]}" --no-progress
-done &
-pids+=($!)
+        --obs-id $((100 + part)) "${PROTON[@]}" "${TRAIN[@]}"
+done
 simulate proton_test proton "$DEMO_PROTON_TEST_EVENTS" $((DEMO_SEED + 5)) --obs-id 5 "${PROTON[@]}" "${TEST[@]}"
 for part in $(seq 1 "$DEMO_TRAIN_PARTS"); do
     simulate gamma_diffuse_train_$part gamma $((DEMO_EVENTS / DEMO_TRAIN_PARTS)) $((DEMO_SEED + 200 + part)) \
@@ -77,7 +74,6 @@ done
 simulate gamma_point_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 3)) --obs-id 3 "${GAMMA[@]}" "${TEST[@]}" \
     --viewcone-max 0 --wobble 0.4
 simulate gamma_diffuse_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 4)) --obs-id 4 "${GAMMA[@]}" "${TEST[@]}" --viewcone-max 2.5
-for pid in "${pids[@]}"; do wait "$pid"; done
 
 TRAIN_GAMMA_PARTS=("$SIM"/gamma_diffuse_train_*.dl1.h5)
 TRAIN_PROTON_PARTS=("$SIM"/proton_train_*.dl1.h5)

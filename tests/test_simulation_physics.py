@@ -227,6 +227,8 @@ def test_em_cascade_splits_energy_into_sub_showers():
         assert subs.energy.sum() == pytest.approx(energy)
         assert np.all(subs.energy <= energy / 8 + 1e-12)
         assert first_height > subs.start[:, 2].min() > 0
+        # sub-showers start where they were made: Greisen's profile holds the conversion path
+        assert np.all(subs.start_depth == 0.0)
     # a smooth single shower when splitting is switched off
     subs, _ = em_cascade(1.0, np.zeros(2), axis, rng, atmosphere, 2200.0, "gamma", ElectromagneticModel(leaf_fraction=1.0))
     assert len(subs) == 1
