@@ -142,3 +142,26 @@ def test_event_source_plugin():
     assert source.is_simulation
     assert not source.is_compatible("any_file.simtel.zst")
     assert source.subarray.tel[1].camera.name == "LSTCam"
+
+
+def test_terminated_parallel_run_leaves_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "terminated.dl1.h5"
+    cmd = [
+        sys.executable, "-m", "ctapipe_gammalearn.tools.simulate", *GAMMA_ARGS, "--workers=2",
+        "--n-events=100000", f"--output={path}",
+    ]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*.partial.h5")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(tmp_path.glob("*.partial.h5")), "the run never started writing"
+    time.sleep(2.0)  # well into the event loop, workers busy
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    # ctapipe's provenance log is all that stays: no output, no partial file
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".provenance.log")] == []
