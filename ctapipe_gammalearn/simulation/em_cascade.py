@@ -76,7 +76,7 @@ def em_cascades(
         splits = energies > leaf_energy[owner]
         if generation == model.max_generations - 1:
             splits[:] = False
-        leaves.append((owner[~splits], position[~splits], direction[~splits], energies[~splits], photon[~splits]))
+        leaves.append((owner[~splits], position[~splits], direction[~splits], energies[~splits]))
         position, direction, energies, photon, charge, owner = (
             a[splits] for a in (position, direction, energies, photon, charge, owner)
         )
@@ -109,7 +109,7 @@ def em_cascades(
         charge = np.concatenate([np.where(was_photon, 1.0, charge), np.where(was_photon, -1.0, 0.0)])
 
     never_split = leaves[0][0]
-    owner, start, dirs, leaf_e, leaf_photon = (np.concatenate(x) for x in zip(*leaves))
+    owner, start, dirs, leaf_e = (np.concatenate(x) for x in zip(*leaves))
     # sub-showers start where they were made: Greisen's profile of a photon already holds its
     # mean pair-production path (maximum at ln(E/E_c) radiation lengths from the photon's
     # start), so no extra free path is drawn; a primary that never split starts after its
