@@ -37,9 +37,10 @@ def _spread(table, n):
 
 def _closest(table, intensities):
     """For each intensity, a different image of ``table`` as close to it as possible (log)."""
+    log_i = np.log(np.asarray(table["hillas_intensity"], dtype=float))
     picks = []
     for intensity in intensities:
-        d = np.abs(np.log(np.asarray(table["hillas_intensity"], dtype=float)) - np.log(intensity))
+        d = np.abs(log_i - np.log(intensity))
         d[picks] = np.inf
         picks.append(int(np.argmin(d)))
     return table[picks]

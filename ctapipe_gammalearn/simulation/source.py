@@ -118,6 +118,7 @@ class AirShowerSimEventSource(EventSource):
         tel_ids = self._subarray.tel_ids
         self._tel_positions = np.array([self._subarray.positions[t].to_value(u.m) for t in tel_ids])
         self._mirror_areas = np.array([self._subarray.tel[t].optics.mirror_area.to_value(u.m**2) for t in tel_ids])
+        self._tel_index = {int(t): i for i, t in enumerate(tel_ids)}
         self._pointing = (np.deg2rad(90.0 - self.zenith), np.deg2rad(self.azimuth))
 
     @staticmethod
@@ -243,8 +244,9 @@ class AirShowerSimEventSource(EventSource):
     def _telescope_image(self, rng, tel_id, light, muon):
         """DL1-like camera image of one telescope, or None if nothing can trigger it."""
         model, detector = self.shower_model, self.detector
-        position = self._subarray.positions[tel_id].to_value(u.m)
-        area = self._subarray.tel[tel_id].optics.mirror_area.to_value(u.m**2)
+        position = self._tel_positions[self._tel_index[tel_id]]
+        area = self._mirror_areas[self._tel_index[tel_id]]
+        radius = np.sqrt(area / np.pi)
         expected = model.expected_photons(light, position, area, self.observation_level)
         expected = expected * detector.photon_detection_efficiency.tel[tel_id]
         total = float(expected.sum())
@@ -257,11 +259,10 @@ class AirShowerSimEventSource(EventSource):
         lon = lat = time = np.zeros(0)
         if n_pe > 0:
             lon, lat, time = model.photoelectrons(
-                rng, light, expected, n_pe, position, self._pointing, np.sqrt(area / np.pi),
+                rng, light, expected, n_pe, position, self._pointing, radius,
                 detector.focus_distance.tel[tel_id],
             )
         if muon:
-            radius = np.sqrt(area / np.pi)
             impact = model.muon_impact_max * radius * np.sqrt(rng.random())
             centre = rng.normal(0.0, 1.0, 2)
             # the light of a muon passing at ``impact`` was emitted about impact / angle higher up
@@ -313,7 +314,7 @@ class AirShowerSimEventSource(EventSource):
         in any order or in parallel processes and still give the same events.
         """
         rng = np.random.default_rng([self.seed, index])
-        tel_ids = [int(t) for t in self._subarray.tel_ids]
+        tel_ids = list(self._tel_index)
         positions, areas = self._tel_positions[:, :2], self._mirror_areas
         efficiency = np.array([self.detector.photon_detection_efficiency.tel[t] for t in tel_ids])
         # screening margin: the quick estimate is rough, protons more so
@@ -419,7 +420,6 @@ class AirShowerSimEventSource(EventSource):
         event.meta["origin"] = "AirShowerSimEventSource"
         event.monitoring.pointing = ArrayPointingContainer(array_azimuth=az_p * u.rad, array_altitude=alt_p * u.rad)
         impact = self._impact_distance(light)
-        index_of = {int(t): i for i, t in enumerate(self._subarray.tel_ids)}
         for tel_id in tel_ids:
             tel_id = int(tel_id)
             image = images[tel_id]
@@ -431,7 +431,7 @@ class AirShowerSimEventSource(EventSource):
                 true_image_sum=int(image.true_image.sum()),
                 true_image=image.true_image if self.write_true_image else None,
                 impact=TelescopeImpactParameterContainer(
-                    distance=impact[index_of[tel_id]] * u.m,
+                    distance=impact[self._tel_index[tel_id]] * u.m,
                     distance_uncert=0.0 * u.m,
                     prefix="true_impact",
                 ),
