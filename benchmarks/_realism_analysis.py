@@ -9,7 +9,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, KFold
 
-__all__ = ["PROD5_FEATURES", "LST_FEATURES", "cross_validated_auc", "quantiles", "mono_performance"]
+__all__ = ["PROD5_FEATURES", "LSTCHAIN_FEATURES", "cross_validated_auc", "quantiles", "mono_performance"]
 
 #: features present in both the prod5 tables and ours (prod5 has no timing)
 PROD5_FEATURES = [
@@ -17,8 +17,44 @@ PROD5_FEATURES = [
     "concentration_cog", "concentration_core", "concentration_pixel", "leakage_intensity_width_2",
     "morphology_n_pixels", "morphology_n_islands", "intensity_max", "intensity_std",
 ]
-#: lstchain-like mono features: Hillas, timing, leakage, concentration
-LST_FEATURES = PROD5_FEATURES + ["timing_slope", "timing_deviation", "hillas_fov_lon", "hillas_fov_lat"]
+#: the LST-1 Crab paper's source-independent models (lstchain; its repository's
+#: 3_pipeline/3.3_rf/source_indep_models_features_importances.csv), less the pointing
+#: features, constant here
+LSTCHAIN_FEATURES = {
+    "energy": ["log_intensity", "width", "length", "x", "y", "wl", "skewness", "kurtosis", "time_gradient",
+               "leakage_intensity_width_2"],
+    "disp": ["log_intensity", "width", "length", "wl", "skewness", "kurtosis", "time_gradient",
+             "leakage_intensity_width_2"],
+    "classification": ["log_intensity", "width", "length", "x", "y", "wl", "signed_skewness", "kurtosis",
+                       "signed_time_gradient", "leakage_intensity_width_2", "log_reco_energy", "reco_disp_norm",
+                       "reco_disp_sign"],
+}
+#: lstchain's names for ctapipe's DL1 columns
+_LSTCHAIN_COLUMNS = {
+    "width": "hillas_width", "length": "hillas_length", "x": "hillas_fov_lon", "y": "hillas_fov_lat",
+    "skewness": "hillas_skewness", "kurtosis": "hillas_kurtosis", "time_gradient": "timing_slope",
+    "leakage_intensity_width_2": "leakage_intensity_width_2",
+}
+
+
+def _lstchain_matrix(table, features, reco=None):
+    """Feature matrix by lstchain names; ``reco``: the reconstructed energy, |disp| and sign."""
+    def column(name):
+        if name == "log_intensity":
+            return np.log10(np.maximum(np.asarray(table["hillas_intensity"], dtype=float), 1.0))
+        if name == "wl":
+            return column("width") / column("length")
+        if name in ("signed_skewness", "signed_time_gradient"):
+            return column(name.removeprefix("signed_")) * reco["reco_disp_sign"]
+        if name in _LSTCHAIN_COLUMNS:
+            return np.asarray(table[_LSTCHAIN_COLUMNS[name]], dtype=float)
+        if name == "log_reco_energy":
+            return np.log10(reco["reco_energy"])
+        return np.asarray(reco[name], dtype=float)
+
+    x = np.column_stack([column(f) for f in features])
+    x[~np.isfinite(x)] = -999.0
+    return x
 
 
 def _matrix(table, features):
@@ -59,25 +95,48 @@ def _signed_disp(table):
     return d_lon * np.cos(psi) + d_lat * np.sin(psi)
 
 
-def _theta(train, test, x_train, x_test, seed):
-    """Disp method: |disp| by regression, its sign by classification.
+def _regressor(seed):
+    return RandomForestRegressor(n_estimators=100, min_samples_leaf=5, n_jobs=2, random_state=seed)
 
-    Returns the distance to the true source and whether the sign (head/tail) is right."""
+
+def _reconstruct(train, tables, seed):
+    """Energy (TeV), |disp| and disp sign of each table's events, from forests trained on ``train``."""
+    x_train = _lstchain_matrix(train, LSTCHAIN_FEATURES["energy"])
+    energy = _regressor(seed).fit(x_train, np.log10(np.asarray(train["true_energy"], dtype=float)))
+    x_train = _lstchain_matrix(train, LSTCHAIN_FEATURES["disp"])
     disp = _signed_disp(train)
-    reg = RandomForestRegressor(n_estimators=100, min_samples_leaf=5, n_jobs=2, random_state=seed)
-    norm = reg.fit(x_train, np.abs(disp)).predict(x_test)
-    sign = np.where(_forest_classifier(seed).fit(x_train, disp > 0).predict(x_test), 1.0, -1.0)
-    psi = np.deg2rad(np.asarray(test["hillas_psi"], dtype=float))
-    reco_lon = np.asarray(test["hillas_fov_lon"], dtype=float) + sign * norm * np.cos(psi)
-    reco_lat = np.asarray(test["hillas_fov_lat"], dtype=float) + sign * norm * np.sin(psi)
-    theta = np.hypot(reco_lon - np.asarray(test["true_fov_lon"]), reco_lat - np.asarray(test["true_fov_lat"]))
-    return theta, sign == np.sign(_signed_disp(test))
+    norm = _regressor(seed).fit(x_train, np.abs(disp))
+    sign = _forest_classifier(seed).fit(x_train, disp > 0)
+    out = []
+    for table in tables:
+        x_e, x_d = (_lstchain_matrix(table, LSTCHAIN_FEATURES[k]) for k in ("energy", "disp"))
+        out.append(dict(
+            reco_energy=10 ** energy.predict(x_e), reco_disp_norm=norm.predict(x_d),
+            reco_disp_sign=np.where(sign.predict(x_d), 1.0, -1.0),
+        ))
+    return out
 
 
-def _energy(train, x_train, x_test, seed):
-    reg = RandomForestRegressor(n_estimators=100, min_samples_leaf=5, n_jobs=2, random_state=seed)
-    log_e = np.log10(np.asarray(train["true_energy"], dtype=float))
-    return 10 ** reg.fit(x_train, log_e).predict(x_test)
+def _out_of_fold(train, seed, folds=2):
+    """`_reconstruct` of ``train`` itself, each event by the models of the other fold (as
+    lstchain trains the classifier on reconstructed quantities)."""
+    reco = {k: np.empty(len(train)) for k in ("reco_energy", "reco_disp_norm", "reco_disp_sign")}
+    for fit, predict in KFold(folds, shuffle=True, random_state=seed).split(np.arange(len(train))):
+        (part,) = _reconstruct(train[fit], [train[predict]], seed)
+        for key, values in part.items():
+            reco[key][predict] = values
+    return reco
+
+
+def _theta(table, reco):
+    """Distance of the disp-reconstructed direction from the true source, and whether the
+    head/tail (the disp sign) is right."""
+    psi = np.deg2rad(np.asarray(table["hillas_psi"], dtype=float))
+    step = reco["reco_disp_sign"] * reco["reco_disp_norm"]
+    reco_lon = np.asarray(table["hillas_fov_lon"], dtype=float) + step * np.cos(psi)
+    reco_lat = np.asarray(table["hillas_fov_lat"], dtype=float) + step * np.sin(psi)
+    theta = np.hypot(reco_lon - np.asarray(table["true_fov_lon"]), reco_lat - np.asarray(table["true_fov_lat"]))
+    return theta, reco["reco_disp_sign"] == np.sign(_signed_disp(table))
 
 
 def _binned_quantile_cut(values, energy, bins, quantile):
@@ -93,26 +152,34 @@ def _binned_quantile_cut(values, energy, bins, quantile):
 
 
 def mono_performance(
-    diffuse, point, protons, energy_bins, features=LST_FEATURES, gh_efficiency=0.9, intensity_bins=(),
-    theta_containment=0.68, min_events=100, right_sign_only=False, seed=0,
+    diffuse, point, protons, energy_bins, gh_efficiency=0.9, intensity_bins=(), theta_containment=0.68,
+    min_events=100, right_sign_only=True, seed=0,
 ):
-    """LST-1-style mono analysis: models trained on diffuse gammas (and protons, 2-fold), applied
-    to point-like gammas, with the LST-1 performance paper's IRF procedure:
+    """The LST-1 Crab paper's mono analysis (source-independent; its repository's
+    3_pipeline/3.4_irfs/dl2_to_irfs.py), on ctapipe DL1 tables:
 
-    - a gammaness cut keeping ``gh_efficiency`` of the gammas per reconstructed-energy bin;
-    - angular resolution: 68% containment of the selected gammas (with ``right_sign_only``,
-      of those whose head/tail, the disp sign, is right);
+    - forests for energy, |disp|, disp sign (trained on diffuse gammas) and gammaness (diffuse
+      gammas and protons, 2-fold), on lstchain's features (`LSTCHAIN_FEATURES`); the
+      classifier sees the reconstructed energy and disp, out of fold for its training events;
+    - a gammaness cut keeping ``gh_efficiency`` of the point-like gammas per true-energy bin;
+    - angular resolution: 68% containment of the selected gammas whose head/tail (disp
+      sign) is right, as the paper's IRFs (``right_sign_only=False``: of all selected gammas);
     - energy resolution: 68% quantile of |E_reco/E_true - 1| after a theta cut of
-      ``theta_containment`` per reconstructed-energy bin;
+      ``theta_containment`` per true-energy bin (computed on the right-tail events);
     - bins with fewer than ``min_events`` gammas give NaN.
 
     Returns the angular and energy resolution per true-energy bin, the gamma counts after the
     gammaness cut, the point-gamma / proton AUC per intensity bin, and the share of the
     selected gammas whose head/tail is right."""
-    x_diffuse, x_point, x_protons = (_matrix(t, features) for t in (diffuse, point, protons))
-    theta, right_sign = _theta(diffuse, point, x_diffuse, x_point, seed)
-    reco_energy = _energy(diffuse, x_diffuse, x_point, seed)
+    point_reco, proton_reco = _reconstruct(diffuse, [point, protons], seed)
+    diffuse_reco = _out_of_fold(diffuse, seed)
+    theta, right_sign = _theta(point, point_reco)
+    reco_energy = point_reco["reco_energy"]
 
+    features = LSTCHAIN_FEATURES["classification"]
+    x_diffuse = _lstchain_matrix(diffuse, features, diffuse_reco)
+    x_point = _lstchain_matrix(point, features, point_reco)
+    x_protons = _lstchain_matrix(protons, features, proton_reco)
     point_score = np.zeros(len(point))
     proton_score = np.empty(len(protons))
     folds = list(KFold(2, shuffle=True, random_state=seed).split(x_protons))
@@ -125,9 +192,10 @@ def mono_performance(
 
     true_energy = np.asarray(point["true_energy"], dtype=float)
     cut_bins = np.concatenate([[0.0], energy_bins, [np.inf]])
-    keep = point_score >= _binned_quantile_cut(point_score, reco_energy, cut_bins, 1 - gh_efficiency)
+    # the paper's IRFs cut per true-energy bin (its THETA_CUTS equal the 68% containment per bin)
+    keep = point_score >= _binned_quantile_cut(point_score, true_energy, cut_bins, 1 - gh_efficiency)
     used = keep & right_sign if right_sign_only else keep
-    theta_cut = _binned_quantile_cut(np.where(used, theta, np.nan), reco_energy, cut_bins, theta_containment)
+    theta_cut = _binned_quantile_cut(np.where(keep & right_sign, theta, np.nan), true_energy, cut_bins, theta_containment)
     bins = energy_bins * u.TeV
 
     def table(mask):

@@ -12,8 +12,11 @@ from ctapipe_gammalearn.tools.simulate import SimulateTool
 __all__ = ["simulated_images"]
 
 
-def simulated_images(cache_dir, name, particle, n_events, seed, extra=(), overwrite=False, pointing=False):
-    """Telescope-event table (parameters + truth) of a simulated sample, cached as a DL1 file.
+def simulated_images(
+    cache_dir, name, particle, n_events, seed, extra=(), overwrite=False, pointing=False, telescopes=None
+):
+    """Telescope-event table (parameters + truth) of a simulated sample, cached as a DL1 file;
+    ``telescopes``: the telescope ids or types to read (all by default).
 
     The parameters of the true p.e. images come along with a ``true_`` prefix."""
     path = Path(cache_dir) / f"{name}.dl1.h5"
@@ -31,6 +34,7 @@ def simulated_images(cache_dir, name, particle, n_events, seed, extra=(), overwr
             raise RuntimeError(f"simulation of {name} failed")
     with TableLoader(path) as loader:
         table = loader.read_telescope_events(
+            telescopes,
             dl1_parameters=True, simulated=True, observation_info=False, pointing=pointing, true_parameters=True
         )
     table = Table(table)

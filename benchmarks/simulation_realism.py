@@ -1,17 +1,19 @@
 """Realism of ctapipe-gammalearn-simulate against real Monte Carlo and real LST-1 performance.
 
 Computes both sides of every comparison:
-  A. prod5 LST (zenith 20 deg, diffuse gammas and protons, intensity > 50): Hillas width and
-     length quantiles of the cleaned DL1 images and of the true p.e. images; 5-fold Hillas+RF
-     gamma/proton AUC on the same features.
-  B. mono LST-1 Hillas+RF (point-like gammas at 10 deg zenith, 0.4 deg wobble; diffuse
-     protons): 68% angular and energy resolution per true-energy bin at gamma efficiency 0.9
-     (pyirf, as lstchain's IRFs: gammaness cut per reco-energy bin, energy resolution after a
-     68% theta cut), and AUC per intensity bin, against lst1_performance.
+  A. prod5 LST (La Palma, zenith 20 deg, diffuse gammas and protons, intensity > 50), simulated
+     for the prod5 array (4 LSTs, 15 MSTs) with a two-telescope trigger as prod5 was: Hillas
+     width and length quantiles of the cleaned DL1 images and of the true p.e. images; 5-fold
+     Hillas+RF gamma/proton AUC on the same features.
+  B. mono LST-1 Hillas+RF as in the LST-1 Crab paper (point-like gammas at 10 deg zenith,
+     0.4 deg wobble; models trained on diffuse gammas and protons; lstchain's features; the
+     paper's NSB tuning and cleaning): 68% angular resolution (right head/tail) and energy
+     resolution per true-energy bin at gamma efficiency 0.9, and AUC per intensity bin,
+     against lst1_performance.
   C. a gallery of simulated and sim_telarray LST images.
 Prints markdown tables; writes figures to docs/figures/simulation_*.png.
 
-    python benchmarks/simulation_realism.py [--cache DIR] [--n-gamma N] [--n-proton N]
+    python benchmarks/simulation_realism.py [--cache DIR] [--n-gamma N] [--n-proton N] [--n-train-gamma N]
 """
 
 import argparse
@@ -36,6 +38,9 @@ from _realism_reference import (  # noqa: E402
 from _realism_simulate import simulated_images  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+#: a ctapipe file of the prod5 La Palma production: its subarray is the prod5 array (4 LSTs, 15 MSTs)
+PROD5_ARRAY = SHARED_DATA / "dl1" / "gamma__history_meta_75.dl1.h5"
+PROD5_LSTS = [1, 2, 3, 4]
 
 
 def _with_true_fov(table):
@@ -48,10 +53,12 @@ def _with_true_fov(table):
     return table
 
 
-def _simulate(args, name, particle, seed, options, pointing=False):
+def _simulate(args, name, particle, seed, options, pointing=False, n_events=None, telescopes=None):
+    if n_events is None:
+        n_events = args.n_gamma if particle == "gamma" else args.n_proton
     return simulated_images(
-        args.cache, name, particle, args.n_gamma if particle == "gamma" else args.n_proton, seed,
-        [*options, *args.sim_option], overwrite=args.resimulate, pointing=pointing,
+        args.cache, name, particle, n_events, seed,
+        [*options, *args.sim_option], overwrite=args.resimulate, pointing=pointing, telescopes=telescopes,
     )
 
 
@@ -73,15 +80,17 @@ def _fmt(values, f="{:.3f}"):
 
 
 def part_a(args):
-    # the prod5 run headers: E^-2 from 3 (4) GeV to 330 (600) TeV, 10 deg view cone, 1900 m
-    # scatter; narrower here where nothing beyond triggers LST-1 (checked on the trigger rate)
+    # prod5 kept an LST image only when its array (4 LSTs, 15 MSTs) triggered: the same array,
+    # taken from a ctapipe file of that production, with a two-telescope trigger; the run
+    # headers' E^-2 spectra, pointing (zenith 20 deg, south), view cones and scatter radii
+    array = [f"--subarray={PROD5_ARRAY}", "--AirShowerSimEventSource.min_telescopes=2", "--zenith=20", "--azimuth=180"]
     sims = {
-        "gamma": _simulate(args, "prod5like_gamma", "gamma", 101, [
-            "--zenith=20", "--viewcone-max=6", "--core-max=1400", "--energy-min=0.01", "--energy-max=300",
-        ]),
-        "proton": _simulate(args, "prod5like_proton", "proton", 102, [
-            "--zenith=20", "--viewcone-max=8", "--core-max=1900", "--energy-min=0.02", "--energy-max=600",
-        ]),
+        "gamma": _simulate(args, "prod5array_gamma", "gamma", 101, [
+            *array, "--viewcone-max=6", "--core-max=1400", "--energy-min=0.01", "--energy-max=300",
+        ], telescopes=PROD5_LSTS),
+        "proton": _simulate(args, "prod5array_proton", "proton", 102, [
+            *array, "--viewcone-max=8", "--core-max=1900", "--energy-min=0.02", "--energy-max=600",
+        ], telescopes=PROD5_LSTS),
     }
     real = {p: prod5_lst_images(p, "dl1") for p in ("gamma", "proton")}
     real_true = {p: prod5_lst_images(p, "true") for p in ("gamma", "proton")}
@@ -121,18 +130,27 @@ def part_a(args):
     return dict(quantiles=rows, auc_prod5=auc_ref, auc_sim=auc_sim)
 
 
+#: the Crab paper's LST-1 MC as its analysis saw it: tuned to the Crab field's night sky with
+#: +1.62 p.e. of Poisson noise per pixel (lstchain image_modifier; its lstmcpipe config
+#: 20221021_crab_full_lstchain097) on the dark-sky 1.8, and cleaned with tailcuts 8/4
+LST1_CRAB_MC = [
+    "--DetectorResponse.nsb_pe=3.4", "--TailcutsImageCleaner.picture_threshold_pe=8",
+    "--TailcutsImageCleaner.boundary_threshold_pe=4",
+]
+
+
 def part_b(args):
     gammas = _with_true_fov(_simulate(args, "lst1_point_gamma", "gamma", 201, [
-        "--zenith=10", "--wobble=0.4", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
+        *LST1_CRAB_MC, "--zenith=10", "--wobble=0.4", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
         "--spectral-index=-1.5",
     ], pointing=True))
     # the models are trained on diffuse gammas (as for LST-1) and applied to the point source
     diffuse = _with_true_fov(_simulate(args, "lst1_diffuse_gamma", "gamma", 203, [
-        "--zenith=10", "--viewcone-max=2.5", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
+        *LST1_CRAB_MC, "--zenith=10", "--viewcone-max=2.5", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
         "--spectral-index=-1.5",
-    ], pointing=True))
+    ], pointing=True, n_events=args.n_train_gamma or args.n_gamma))
     protons = _simulate(args, "lst1_diffuse_proton", "proton", 202, [
-        "--zenith=10", "--viewcone-max=3", "--core-max=1000", "--energy-min=0.05", "--energy-max=50",
+        *LST1_CRAB_MC, "--zenith=10", "--viewcone-max=3", "--core-max=1000", "--energy-min=0.05", "--energy-max=50",
     ])
     gammas, diffuse, protons = _selected(gammas), _selected(diffuse), _selected(protons)
     ref = lst1_performance("10.00", "0.9")
@@ -208,8 +226,12 @@ def _plot_performance(ref, ang, eres):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", default="/tmp/gammalearn_realism", help="where the simulated files go")
-    parser.add_argument("--n-gamma", type=int, default=2000)
+    parser.add_argument("--n-gamma", type=int, default=4000)
     parser.add_argument("--n-proton", type=int, default=1500)
+    parser.add_argument(
+        "--n-train-gamma", type=int, default=16000,
+        help="diffuse gammas the part-B models train on (0: --n-gamma)",
+    )
     parser.add_argument("--resimulate", action="store_true", help="ignore cached simulated files")
     parser.add_argument("--part", choices=["a", "b", "both"], default="both")
     parser.add_argument(
@@ -229,7 +251,7 @@ def main():
         cache = Path(args.cache)
         plot_gallery(
             SHARED_DATA,
-            {p: cache / f"prod5like_{p}.dl1.h5" for p in ("gamma", "proton")},
+            {p: cache / f"prod5array_{p}.dl1.h5" for p in ("gamma", "proton")},
             FIGURES / "simulation_images.png",
         )
     (Path(args.cache) / "realism.json").write_text(json.dumps(results, indent=1, default=float))

@@ -13,7 +13,7 @@ from ctapipe_gammalearn.simulation.cherenkov import ground_to_fov
 from ctapipe_gammalearn.simulation.detector import CameraImage
 from ctapipe_gammalearn.simulation.emission import EmissionPoints
 from ctapipe_gammalearn.simulation.em_cascade import (
-    CURVATURE_PER_TESLA_TEV, LA_PALMA_FIELD, ElectromagneticModel, _deflect, em_cascade,
+    CURVATURE_PER_TESLA_TEV, LA_PALMA_FIELD, ElectromagneticModel, _deflect, em_cascade, free_paths,
 )
 from ctapipe_gammalearn.simulation.longitudinal import CRITICAL_ENERGY, sample_greisen_depth
 from ctapipe_gammalearn.simulation.muons import muon_ring_photons
@@ -232,6 +232,17 @@ def test_em_cascade_splits_energy_into_sub_showers():
     # a smooth single shower when splitting is switched off
     subs, _ = em_cascade(1.0, np.zeros(2), axis, rng, atmosphere, 2200.0, "gamma", ElectromagneticModel(leaf_fraction=1.0))
     assert len(subs) == 1
+
+
+def test_free_paths_photons_exponential_electrons_bethe_heitler_step():
+    rng = np.random.default_rng(5)
+    photon = np.arange(40000) % 2 == 0
+    path = free_paths(photon, rng)
+    # photons: exponential, mean = std = 9/7 X0
+    assert path[photon].mean() == pytest.approx(9 / 7 * 36.7, rel=0.03)
+    assert path[photon].std() == pytest.approx(9 / 7 * 36.7, rel=0.05)
+    # electrons: a fixed X0 ln 2, the thickness over which Bethe-Heitler's kept share is uniform
+    np.testing.assert_allclose(path[~photon], 36.7 * np.log(2.0))
 
 
 def test_geomagnetic_field_bends_electrons_and_positrons_apart():

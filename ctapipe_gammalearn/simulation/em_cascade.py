@@ -5,7 +5,8 @@ same shape. Real showers differ from one another mostly through their first few
 generations: where the pairs form, how the energy is shared, and how far the leading
 electrons are scattered and bent by the geomagnetic field before their own cascades take
 over. So the first generations are followed particle by particle (Heitler-like splitting
-with random energy shares and free paths); each particle that falls below the leaf
+with random energy shares: photons after exponential free paths, electrons over fixed steps
+that give Bethe-Heitler's energy-loss straggling); each particle that falls below the leaf
 energy becomes a sub-shower with its own start, direction and Greisen profile.
 """
 
@@ -16,12 +17,15 @@ import numpy as np
 from .cascade import PAIR_LENGTH, SubShowers, advance
 from .longitudinal import RADIATION_LENGTH
 
-__all__ = ["ElectromagneticModel", "em_cascade", "em_cascades", "LA_PALMA_FIELD"]
+__all__ = ["ElectromagneticModel", "em_cascade", "em_cascades", "free_paths", "LA_PALMA_FIELD"]
 
 #: geomagnetic field at the ORM, La Palma, in the ground frame (north, west, up), microtesla
 LA_PALMA_FIELD = (30.6, 2.4, -23.6)
 #: scattering energy of the Rossi-Greisen multiple-scattering formula, per plane, TeV
 SCATTERING_ENERGY = 15.0e-6
+#: electron step, g/cm2: over t radiation lengths Bethe-Heitler's energy-loss straggling leaves
+#: the fraction y of the energy with -ln y ~ Gamma(t / ln 2), which at t = ln 2 is y ~ U(0, 1)
+ELECTRON_STEP = RADIATION_LENGTH * np.log(2.0)
 #: curvature of a singly charged particle per tesla and per TeV of energy, 1/m
 CURVATURE_PER_TESLA_TEV = 0.2998e-3
 
@@ -69,7 +73,7 @@ def em_cascades(
     field = np.asarray(model.field, dtype=float) * 1e-6
     leaf_energy = np.maximum(model.leaf_fraction * energies, model.leaf_min_energy)
     if start_depth is None:
-        start_depth = rng.exponential(np.where(photon, PAIR_LENGTH, RADIATION_LENGTH * np.log(2.0)))
+        start_depth = free_paths(photon, rng)
     first_height = np.zeros(n_showers)
     leaves = []
     for generation in range(model.max_generations):
@@ -85,7 +89,7 @@ def em_cascades(
         if generation == 0:
             path = start_depth[owner]
         else:
-            path = rng.exponential(np.where(photon, PAIR_LENGTH, RADIATION_LENGTH * np.log(2.0)))
+            path = free_paths(photon, rng)
         moved, ground = advance(position, direction, path, atmosphere, obs_level)
         step = np.linalg.norm(moved - position, axis=1)
         direction, moved = _deflect(direction, moved, step, path, energies, charge, field, rng)
@@ -98,7 +102,7 @@ def em_cascades(
         n = len(energies)
         if n == 0:
             break
-        # a photon makes a pair; an electron radiates a photon; shares uniform in (0, 1)
+        # a photon makes a pair, an electron radiates a photon; shares uniform in (0, 1)
         share = rng.uniform(0.0, 1.0, n)
         energies = np.concatenate([energies * share, energies * (1.0 - share)])
         position = np.concatenate([position, position])
@@ -126,6 +130,14 @@ def em_cascades(
         sel = order[bounds[i] : bounds[i + 1]]
         out.append((SubShowers(start[sel], dirs[sel], leaf_e[sel], depth[sel]), float(first_height[i])))
     return out
+
+
+def free_paths(photon, rng):
+    """Slant depth (g/cm2) to each particle's next split: a photon converts after an
+    exponential free path of 9/7 X0; an electron radiates over a fixed X0 ln 2, after which
+    Bethe-Heitler's energy-loss straggling leaves it a uniform share of its energy (an
+    exponential path here would double the spread of the energy it keeps)."""
+    return np.where(photon, rng.exponential(PAIR_LENGTH, len(photon)), ELECTRON_STEP)
 
 
 def _deflect(direction, position, step, path, energy, charge, field, rng):
