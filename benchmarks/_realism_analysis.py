@@ -18,22 +18,22 @@ PROD5_FEATURES = [
     "morphology_n_pixels", "morphology_n_islands", "intensity_max", "intensity_std",
 ]
 #: the LST-1 Crab paper's source-independent models (lstchain; its repository's
-#: 3_pipeline/3.3_rf/source_indep_models_features_importances.csv), less the pointing
-#: features, constant here
+#: 3_pipeline/3.3_rf/source_indep_models_features_importances.csv)
 LSTCHAIN_FEATURES = {
     "energy": ["log_intensity", "width", "length", "x", "y", "wl", "skewness", "kurtosis", "time_gradient",
-               "leakage_intensity_width_2"],
+               "leakage_intensity_width_2", "alt_tel", "az_tel"],
     "disp": ["log_intensity", "width", "length", "wl", "skewness", "kurtosis", "time_gradient",
-             "leakage_intensity_width_2"],
+             "leakage_intensity_width_2", "alt_tel", "az_tel"],
     "classification": ["log_intensity", "width", "length", "x", "y", "wl", "signed_skewness", "kurtosis",
-                       "signed_time_gradient", "leakage_intensity_width_2", "log_reco_energy", "reco_disp_norm",
-                       "reco_disp_sign"],
+                       "signed_time_gradient", "leakage_intensity_width_2", "alt_tel", "az_tel", "log_reco_energy",
+                       "reco_disp_norm", "reco_disp_sign"],
 }
 #: lstchain's names for ctapipe's DL1 columns
 _LSTCHAIN_COLUMNS = {
     "width": "hillas_width", "length": "hillas_length", "x": "hillas_fov_lon", "y": "hillas_fov_lat",
     "skewness": "hillas_skewness", "kurtosis": "hillas_kurtosis", "time_gradient": "timing_slope",
-    "leakage_intensity_width_2": "leakage_intensity_width_2",
+    "leakage_intensity_width_2": "leakage_intensity_width_2", "alt_tel": "telescope_pointing_altitude",
+    "az_tel": "telescope_pointing_azimuth",
 }
 
 

@@ -5,15 +5,16 @@ Computes both sides of every comparison:
      for the prod5 array (4 LSTs, 15 MSTs) with a two-telescope trigger as prod5 was: Hillas
      width and length quantiles of the cleaned DL1 images and of the true p.e. images; 5-fold
      Hillas+RF gamma/proton AUC on the same features.
-  B. mono LST-1 Hillas+RF as in the LST-1 Crab paper (point-like gammas at 10 deg zenith,
-     0.4 deg wobble; models trained on diffuse gammas and protons; lstchain's features; the
-     paper's NSB tuning and cleaning): 68% angular resolution (right head/tail) and energy
-     resolution per true-energy bin at gamma efficiency 0.9, and AUC per intensity bin,
-     against lst1_performance.
+  B. mono LST-1 Hillas+RF as in the LST-1 Crab paper (point-like gammas at its test node,
+     zenith 10 deg, azimuth 102.2 deg, 0.4 deg wobble; models trained on diffuse gammas and
+     protons, at --train-nodes; lstchain's features; the paper's NSB tuning and cleaning):
+     68% angular resolution (right head/tail) and energy resolution per true-energy bin at
+     gamma efficiency 0.9, and AUC per intensity bin, against lst1_performance.
   C. a gallery of simulated and sim_telarray LST images.
 Prints markdown tables; writes figures to docs/figures/simulation_*.png.
 
     python benchmarks/simulation_realism.py [--cache DIR] [--n-gamma N] [--n-proton N] [--n-train-gamma N]
+        [--train-nodes ZEN/AZ,...] [--sim-option=--Component.trait=value ...]
 """
 
 import argparse
@@ -82,8 +83,9 @@ def _fmt(values, f="{:.3f}"):
 def part_a(args):
     # prod5 kept an LST image only when its array (4 LSTs, 15 MSTs) triggered: the same array,
     # taken from a ctapipe file of that production, with a two-telescope trigger; the run
-    # headers' E^-2 spectra, pointing (zenith 20 deg, south), view cones and scatter radii
-    array = [f"--subarray={PROD5_ARRAY}", "--AirShowerSimEventSource.min_telescopes=2", "--zenith=20", "--azimuth=180"]
+    # headers' E^-2 spectra, pointing (zenith 20 deg, azimuth 0: north, as both prod5 files'
+    # pointing tables say), view cones and scatter radii
+    array = [f"--subarray={PROD5_ARRAY}", "--AirShowerSimEventSource.min_telescopes=2", "--zenith=20", "--azimuth=0"]
     sims = {
         "gamma": _simulate(args, "prod5array_gamma", "gamma", 101, [
             *array, "--viewcone-max=6", "--core-max=1400", "--energy-min=0.01", "--energy-max=300",
@@ -139,19 +141,44 @@ LST1_CRAB_MC = [
 ]
 
 
+#: the paper's test node (zenith 10 deg, azimuth 102.199 deg: "node_theta_10.0_az_102.199_")
+LST1_TEST_NODE = (10.0, 102.199)
+
+
+def _parse_nodes(text):
+    """"zenith/azimuth,..." (deg) -> [(zenith, azimuth), ...]"""
+    return [tuple(float(v) for v in node.split("/")) for node in text.split(",") if node]
+
+
+def _training_sample(args, name, particle, seed, options, n_events):
+    """Diffuse training events, as many from each of ``args.train_nodes`` (pointings)."""
+    nodes = _parse_nodes(args.train_nodes)
+    tables = []
+    for i, (zenith, azimuth) in enumerate(nodes):
+        node_name = name if nodes == [LST1_TEST_NODE] else f"{name}_zen{zenith:g}_az{azimuth:g}"
+        tables.append(_simulate(args, node_name, particle, seed + 1000 * i, [
+            *options, f"--zenith={zenith}", f"--azimuth={azimuth}",
+        ], pointing=True, n_events=max(1, n_events // len(nodes))))
+    from astropy.table import vstack
+
+    return vstack(tables)
+
+
 def part_b(args):
+    test_pointing = [f"--zenith={LST1_TEST_NODE[0]}", f"--azimuth={LST1_TEST_NODE[1]}"]
     gammas = _with_true_fov(_simulate(args, "lst1_point_gamma", "gamma", 201, [
-        *LST1_CRAB_MC, "--zenith=10", "--wobble=0.4", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
+        *LST1_CRAB_MC, *test_pointing, "--wobble=0.4", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
         "--spectral-index=-1.5",
     ], pointing=True))
-    # the models are trained on diffuse gammas (as for LST-1) and applied to the point source
-    diffuse = _with_true_fov(_simulate(args, "lst1_diffuse_gamma", "gamma", 203, [
-        *LST1_CRAB_MC, "--zenith=10", "--viewcone-max=2.5", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
+    # the models are trained on diffuse gammas and protons (as for LST-1, at the training
+    # nodes given) and applied to the point source
+    diffuse = _with_true_fov(_training_sample(args, "lst1_diffuse_gamma", "gamma", 203, [
+        *LST1_CRAB_MC, "--viewcone-max=2.5", "--core-max=700", "--energy-min=0.02", "--energy-max=20",
         "--spectral-index=-1.5",
-    ], pointing=True, n_events=args.n_train_gamma or args.n_gamma))
-    protons = _simulate(args, "lst1_diffuse_proton", "proton", 202, [
-        *LST1_CRAB_MC, "--zenith=10", "--viewcone-max=3", "--core-max=1000", "--energy-min=0.05", "--energy-max=50",
-    ])
+    ], args.n_train_gamma or args.n_gamma))
+    protons = _training_sample(args, "lst1_diffuse_proton", "proton", 202, [
+        *LST1_CRAB_MC, "--viewcone-max=3", "--core-max=1000", "--energy-min=0.05", "--energy-max=50",
+    ], args.n_proton)
     gammas, diffuse, protons = _selected(gammas), _selected(diffuse), _selected(protons)
     ref = lst1_performance("10.00", "0.9")
     in_range = (ref["energy_min"] >= 0.05) & (ref["energy_max"] <= 12.7)
@@ -231,6 +258,11 @@ def main():
     parser.add_argument(
         "--n-train-gamma", type=int, default=16000,
         help="diffuse gammas the part-B models train on (0: --n-gamma)",
+    )
+    parser.add_argument(
+        "--train-nodes", default=f"{LST1_TEST_NODE[0]}/{LST1_TEST_NODE[1]}",
+        help="part B: pointings 'zenith/azimuth,...' (deg) of the training samples, shared equally; the paper's"
+        " models trained on nodes along the Crab's declination, e.g. 6.0/180,16.087/108.09,16.087/251.91",
     )
     parser.add_argument("--resimulate", action="store_true", help="ignore cached simulated files")
     parser.add_argument("--part", choices=["a", "b", "both"], default="both")

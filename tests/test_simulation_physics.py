@@ -17,6 +17,7 @@ from ctapipe_gammalearn.simulation.em_cascade import (
 )
 from ctapipe_gammalearn.simulation.longitudinal import CRITICAL_ENERGY, sample_greisen_depth
 from ctapipe_gammalearn.simulation.muons import muon_ring_photons
+from ctapipe_gammalearn.simulation.optics import coma_coefficient
 from ctapipe_gammalearn.simulation.sampling import fov_to_altaz, sample_power_law
 from ctapipe_gammalearn.simulation.shower_model import AirShowerModel, ShowerLight
 
@@ -164,7 +165,7 @@ def test_gammas_point_to_the_source_protons_do_not():
     misses = {}
     for particle, e_min in (("gamma", 0.1), ("proton", 0.3)):
         src = AirShowerSimEventSource(
-            particle=particle, n_events=25, seed=21, viewcone_max=1.5, energy_min=e_min, energy_max=10.0,
+            particle=particle, n_events=40, seed=21, viewcone_max=1.5, energy_min=e_min, energy_max=10.0,
             core_max=250.0,
         )
         process = ImageProcessor(subarray=src.subarray)
@@ -279,3 +280,39 @@ def test_dish_blurs_light_from_outside_its_focus():
         spread[focus] = np.hypot(np.std(lon), np.std(lat)) / np.sqrt(2)
     assert spread[10000.0] < 1e-4
     assert spread[0.0] == pytest.approx(np.rad2deg(radius / 20000.0), rel=0.05)
+
+
+def test_dish_coma_follows_the_effective_focal_length(source):
+    """A star 1 deg off axis, seen by LST-1's dish with its coma: the image centroid lands at
+    1 deg in the camera frame (whose focal length is the effective one), and the comet is
+    radially sqrt(3) times wider than across, of the size the optics fix. On axis it is sharp."""
+    radius = np.sqrt(source.subarray.tel[1].optics.mirror_area.to_value(u.m**2) / np.pi)
+    coma, scale = source.detector.coma_optics(1, radius)
+    optics = source.subarray.tel[1].optics
+    assert coma * radius**2 == pytest.approx(
+        (optics.effective_focal_length / optics.equivalent_focal_length).to_value(u.one) - 1.0
+    )
+    model = AirShowerModel(lateral_scale=0.0)
+    pointing = (np.deg2rad(70.0), np.deg2rad(20.0))
+    spots = {}
+    for offset in (0.0, 1.0):
+        alt, az = fov_to_altaz(np.array([offset]), np.array([0.0]), *pointing)
+        up = -axis_direction(alt, az)
+        position = 10000.0 * up
+        e1, e2 = perpendicular_basis(-up)
+        points = EmissionPoints(position, position, -up, np.array([12000.0]), np.ones(1), np.ones(1), e1, e2)
+        light = ShowerLight(points, -up[0], np.zeros(3), 300.0, 20000.0, 2200.0)
+        spots[offset] = model.photoelectrons(
+            np.random.default_rng(7), light, np.ones(1), 40000, np.zeros(3), pointing, radius, 10000.0, coma, scale
+        )[:2]
+    lon, lat = spots[0.0]
+    assert np.hypot(np.std(lon), np.std(lat)) < 1e-4
+    lon, lat = spots[1.0]
+    assert np.mean(lon) == pytest.approx(1.0, abs=2e-3)
+    # third-order coma over a uniform disk: std 0.707 and 0.408 of K R^2 / f^2 times the angle
+    size = coma * radius**2 * 1.0 * scale
+    assert np.std(lon) == pytest.approx(np.sqrt(0.5) * size, rel=0.05)
+    assert np.std(lat) == pytest.approx(np.sqrt(1 / 6) * size, rel=0.05)
+    # no coma where the optics hold no effective focal length beyond the equivalent one
+    assert coma_coefficient(28.0, 28.0, radius) == 0.0
+    assert coma_coefficient(28.0, np.nan, radius) == 0.0

@@ -8,7 +8,7 @@ from scipy.special import i0e
 from .atmosphere import ExponentialAtmosphere
 from .emission import EmissionPoints
 
-__all__ = ["AngularModel", "photons_at_telescope", "ground_to_fov", "SPEED_OF_LIGHT"]
+__all__ = ["AngularModel", "photons_at_telescope", "ground_to_fov", "fov_basis", "SPEED_OF_LIGHT"]
 
 SPEED_OF_LIGHT = 0.299792458  # m/ns
 
@@ -57,6 +57,13 @@ def photons_at_telescope(
     cos_z = np.maximum(-points.direction[:, 2], 0.05)
     transmission = np.exp(-np.maximum(depth_between, 0.0) / cos_z / model.absorption_length)
     return points.yield_ * density / distance**2 * mirror_area * transmission
+
+
+def fov_basis(pointing_alt, pointing_az):
+    """Ground-frame unit vectors along +fov_lon and +fov_lat at the pointing (`ground_to_fov`'s axes)."""
+    ce, se = np.cos(pointing_alt), np.sin(pointing_alt)
+    ca, sa = np.cos(pointing_az), np.sin(pointing_az)
+    return np.array([-sa, -ca, 0.0]), np.array([-se * ca, se * sa, ce])
 
 
 def ground_to_fov(vectors, pointing_alt, pointing_az):

@@ -1,9 +1,11 @@
 """Telescope and camera response: optics, photon detection, noise, timing, trigger."""
 
+import astropy.units as u
 import numpy as np
 from ctapipe.core import TelescopeComponent
-from ctapipe.core.traits import Float, FloatTelescopeParameter, IntTelescopeParameter
+from ctapipe.core.traits import Bool, Float, FloatTelescopeParameter, IntTelescopeParameter
 
+from .optics import coma_coefficient
 from .pixel_lookup import PixelLookup
 
 __all__ = ["DetectorResponse", "CameraImage"]
@@ -37,6 +39,11 @@ class DetectorResponse(TelescopeComponent):
         default_value=10000.0,
         help="Distance along the line of sight at which the dish is focused, m (0: infinity);"
         " light from nearer or farther is blurred by the dish size",
+    ).tag(config=True)
+    coma = Bool(
+        True,
+        help="Off-axis coma of the dish, set from each telescope's effective over equivalent focal length"
+        " (no coma where they are equal)",
     ).tag(config=True)
     nsb_pe = FloatTelescopeParameter(
         default_value=1.8, help="Mean night-sky-background p.e. per pixel in the integration window"
@@ -75,6 +82,19 @@ class DetectorResponse(TelescopeComponent):
             self._lookups[key] = PixelLookup(camera.geometry)
             self._neighbours[key] = camera.geometry.neighbor_matrix_sparse
         return self._lookups[key]
+
+    def coma_optics(self, tel_id, mirror_radius):
+        """(K/f² in 1/m², image scale) of the telescope's dish: the coma coefficient, and
+        f_eq over the focal length of the camera frame the pixels are looked up in, which
+        maps the coma's mean outward shift back onto the camera when that is f_eff."""
+        if not self.coma:
+            return 0.0, 1.0
+        tel = self.subarray.tel[tel_id]
+        f_eq = tel.optics.equivalent_focal_length.to_value(u.m)
+        coefficient = coma_coefficient(f_eq, tel.optics.effective_focal_length.to_value(u.m), mirror_radius)
+        frame = tel.camera.geometry.frame
+        f_camera = frame.focal_length.to_value(u.m) if frame is not None else f_eq
+        return coefficient, (f_eq / f_camera if coefficient > 0 else 1.0)
 
     def camera_fov_radius(self, tel_id):
         """Radius of the camera in deg, to skip light that cannot land on it."""

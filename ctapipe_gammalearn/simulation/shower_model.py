@@ -7,11 +7,12 @@ from ctapipe.core import Component
 from ctapipe.core.traits import Float, Int, List
 
 from .atmosphere import ExponentialAtmosphere
-from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, hadronic_cascade, perpendicular_basis
-from .cherenkov import SPEED_OF_LIGHT, AngularModel, ground_to_fov, photons_at_telescope
+from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, hadronic_cascade
+from .cherenkov import SPEED_OF_LIGHT, AngularModel, fov_basis, ground_to_fov, photons_at_telescope
 from .em_cascade import LA_PALMA_FIELD, ElectromagneticModel, em_cascades
 from .emission import EmissionPoints, lateral_offsets, sample_emission_points, threshold_factor
 from .longitudinal import CRITICAL_ENERGY, RADIATION_LENGTH, sample_greisen_depth, shower_age
+from .optics import with_coma
 
 __all__ = ["AirShowerModel", "ShowerLight", "PRIMARY_IDS", "quick_expected_photons"]
 
@@ -140,7 +141,7 @@ class AirShowerModel(Component):
 
     def photoelectrons(
         self, rng, light: ShowerLight, per_point_pe, n_pe, telescope_position, pointing, mirror_radius=0.0,
-        focus_distance=0.0,
+        focus_distance=0.0, coma=0.0, image_scale=1.0,
     ):
         """Directions (fov_lon, fov_lat, deg) and arrival times (ns) of ``n_pe`` p.e.
 
@@ -148,7 +149,9 @@ class AirShowerModel(Component):
         lateral offset from the shower axis, so images stay smooth when p.e. outnumber points.
         Each p.e. hits the dish (radius ``mirror_radius``, m) at a random point: seen from there
         the emission point lies in a slightly different direction, so a dish focused at
-        ``focus_distance`` (m; 0 = infinity) blurs light from nearer or farther points.
+        ``focus_distance`` (m; 0 = infinity) blurs light from nearer or farther points, and
+        off-axis light gets the dish's coma (``coma``: K/f², 1/m², see `optics`); the
+        directions are then scaled by ``image_scale`` (f_eq over the camera frame's focal length).
         """
         counts = rng.multinomial(n_pe, per_point_pe / per_point_pe.sum())
         index = np.repeat(np.arange(len(counts)), counts)
@@ -158,10 +161,12 @@ class AirShowerModel(Component):
         )
         mirror = np.asarray(telescope_position, dtype=float)[None, :]
         if mirror_radius > 0:
-            e1, e2 = perpendicular_basis(-axis_direction(*pointing)[None, :])
+            # the dish point in the aperture plane, along the field of view's axes
+            u_lon, u_lat = fov_basis(*pointing)
             r = mirror_radius * np.sqrt(rng.random(n_pe))
             phi = rng.uniform(0.0, 2 * np.pi, n_pe)
-            offset = (r * np.cos(phi))[:, None] * e1 + (r * np.sin(phi))[:, None] * e2
+            p_lon, p_lat = r * np.cos(phi), r * np.sin(phi)
+            offset = p_lon[:, None] * u_lon + p_lat[:, None] * u_lat
             mirror = mirror + offset
         to_emission = position - mirror
         distance = np.linalg.norm(to_emission, axis=1)
@@ -169,6 +174,9 @@ class AirShowerModel(Component):
         if mirror_radius > 0 and focus_distance > 0:
             direction = direction + offset / focus_distance
         fov_lon, fov_lat = ground_to_fov(direction, *pointing)
+        if mirror_radius > 0 and coma > 0:
+            fov_lon, fov_lat = with_coma(fov_lon, fov_lat, p_lon, p_lat, coma)
+            fov_lon, fov_lat = fov_lon * image_scale, fov_lat * image_scale
         # the particle front moves down the primary axis at c; light follows at c/n
         along_axis = (position - light.core[None, :]) @ (-light.axis)
         refractivity = self.atmosphere.refractivity(0.5 * (points.height[index] + light.obs_level))

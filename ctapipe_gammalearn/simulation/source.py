@@ -119,6 +119,7 @@ class AirShowerSimEventSource(EventSource):
         self._tel_positions = np.array([self._subarray.positions[t].to_value(u.m) for t in tel_ids])
         self._mirror_areas = np.array([self._subarray.tel[t].optics.mirror_area.to_value(u.m**2) for t in tel_ids])
         self._tel_index = {int(t): i for i, t in enumerate(tel_ids)}
+        self._coma = [self.detector.coma_optics(t, np.sqrt(a / np.pi)) for t, a in zip(tel_ids, self._mirror_areas)]
         self._pointing = (np.deg2rad(90.0 - self.zenith), np.deg2rad(self.azimuth))
 
     @staticmethod
@@ -258,9 +259,10 @@ class AirShowerSimEventSource(EventSource):
             scale, n_pe = n_pe / self.max_pe, self.max_pe
         lon = lat = time = np.zeros(0)
         if n_pe > 0:
+            coma, image_scale = self._coma[self._tel_index[tel_id]]
             lon, lat, time = model.photoelectrons(
                 rng, light, expected, n_pe, position, self._pointing, radius,
-                detector.focus_distance.tel[tel_id],
+                detector.focus_distance.tel[tel_id], coma, image_scale,
             )
         if muon:
             impact = model.muon_impact_max * radius * np.sqrt(rng.random())

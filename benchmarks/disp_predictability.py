@@ -1,0 +1,141 @@
+"""Where the mono angular error comes from, prod5 LST against the simulator: the image axis's
+miss of the true source (orientation) and how well a forest predicts |disp| (the distance of
+the source along the axis) from the image, per intensity bin.
+
+prod5: the LST images of ``../shared/data/dl1_params_only`` (La Palma, zenith 20 deg,
+pointing north, diffuse gammas, cleaned DL1 parameters with timing). Simulated: the part A
+sample of ``simulation_realism.py`` (same array, trigger and pointing), read from its cache,
+subsampled to prod5's size so that both forests learn from as many images.
+
+    python benchmarks/simulation_realism.py --part a --cache DIR   # makes the sample
+    python benchmarks/disp_predictability.py --cache DIR
+"""
+
+import argparse
+import warnings
+
+import numpy as np
+import tables
+from astropy.table import Table
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.model_selection import KFold
+
+from _realism_reference import SHARED_DATA
+from _realism_simulate import simulated_images
+from simulation_realism import PROD5_LSTS, _with_true_fov
+
+#: ctapipe's effective focal length of the prod5 LST: the image centroids lie at x / f_eff
+PROD5_LST_EFFECTIVE_FOCAL_LENGTH = 29.30565
+INTENSITY_BINS = [(50, 100), (100, 200), (200, 400), (400, 800), (800, 3200), (3200, np.inf)]
+FEATURES = ["log_intensity", "width", "length", "wl", "skewness", "kurtosis", "leakage", "time_gradient"]
+
+
+def prod5_gammas():
+    """prod5 LST gamma images: centroid, axis angle, shape (deg) and the true source offset
+    (small-angle alt/az offsets from the pointing, deg)."""
+    to_deg = np.rad2deg(1.0 / PROD5_LST_EFFECTIVE_FOCAL_LENGTH)
+    rows = []
+    with tables.open_file(SHARED_DATA / "dl1_params_only" / "aict_cta_gammas_diffuse.dl1.h5") as h5:
+        layout = h5.root.configuration.instrument.subarray.layout[:]
+        shower = h5.root.simulation.event.subarray.shower[:]
+        key = {(o, e): i for i, (o, e) in enumerate(zip(shower["obs_id"], shower["event_id"]))}
+        pointing = h5.root.dl1.monitoring.subarray.pointing[0]
+        alt0, az0 = pointing["array_altitude"], pointing["array_azimuth"]
+        for tel in layout[layout["type"] == b"LST"]:
+            p = h5.get_node(f"/dl1/event/telescope/parameters/tel_{tel['tel_id']:03d}")[:]
+            s = shower[[key[(o, e)] for o, e in zip(p["obs_id"], p["event_id"])]]
+            d_az = (np.deg2rad(s["true_az"]) - az0 + np.pi) % (2 * np.pi) - np.pi
+            rows.append(Table(dict(
+                x=p["hillas_x"] * to_deg, y=p["hillas_y"] * to_deg, psi=np.deg2rad(p["hillas_psi"]),
+                # camera x grows with altitude, y with azimuth (checked on stereo axis crossings)
+                source_x=np.rad2deg(np.deg2rad(s["true_alt"]) - alt0), source_y=np.rad2deg(d_az) * np.cos(alt0),
+                intensity=p["hillas_intensity"], width=p["hillas_width"] * to_deg, length=p["hillas_length"] * to_deg,
+                skewness=p["hillas_skewness"], kurtosis=p["hillas_kurtosis"], leakage=p["leakage_intensity_width_2"],
+                time_gradient=p["timing_slope"] / to_deg,
+            )))
+    from astropy.table import vstack
+
+    return vstack(rows)
+
+
+def simulated_gammas(cache):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = _with_true_fov(simulated_images(cache, "prod5array_gamma", "gamma", 0, 0, pointing=True,
+                                            telescopes=PROD5_LSTS))
+    return Table(dict(
+        x=s["hillas_fov_lon"], y=s["hillas_fov_lat"], psi=np.deg2rad(s["hillas_psi"]),
+        source_x=s["true_fov_lon"], source_y=s["true_fov_lat"], intensity=s["hillas_intensity"],
+        width=s["hillas_width"], length=s["hillas_length"], skewness=s["hillas_skewness"],
+        kurtosis=s["hillas_kurtosis"], leakage=s["leakage_intensity_width_2"],
+        time_gradient=np.asarray(s["timing_slope"], dtype=float),
+    ))
+
+
+def selected(t, max_offset=3.0):
+    keep = (
+        (t["intensity"] > 50) & (t["leakage"] < 0.2) & np.isfinite(t["width"]) & (t["width"] > 0)
+        & (np.hypot(t["source_x"], t["source_y"]) < max_offset)
+    )
+    return t[keep]
+
+
+def axis_errors(t):
+    """|disp| along the axis and the axis's angle to the centroid -> source line, deg."""
+    dx, dy = t["source_x"] - t["x"], t["source_y"] - t["y"]
+    along = dx * np.cos(t["psi"]) + dy * np.sin(t["psi"])
+    across = -dx * np.sin(t["psi"]) + dy * np.cos(t["psi"])
+    return np.abs(along), np.rad2deg(np.arctan2(np.abs(across), np.abs(along)))
+
+
+def predicted_disp(t, disp, seed=0):
+    columns = {
+        "log_intensity": np.log10(t["intensity"]), "wl": t["width"] / t["length"],
+        **{f: t[f] for f in FEATURES if f in t.colnames},
+    }
+    x = np.column_stack([np.asarray(columns[f], dtype=float) for f in FEATURES])
+    x[~np.isfinite(x)] = -999.0
+    out = np.empty(len(t))
+    for fit, test in KFold(5, shuffle=True, random_state=seed).split(x):
+        model = RandomForestRegressor(100, min_samples_leaf=5, n_jobs=2, random_state=seed)
+        out[test] = model.fit(x[fit], disp[fit]).predict(x[test])
+    return out
+
+
+def per_bin(t, seed=0):
+    disp, angle = axis_errors(t)
+    relative = np.abs(predicted_disp(t, disp, seed) / disp - 1)
+    rows = []
+    for lo, hi in INTENSITY_BINS:
+        k = (t["intensity"] >= lo) & (t["intensity"] < hi)
+        rows.append((int(k.sum()), np.median(disp[k]), np.median(angle[k]), np.percentile(relative[k], 68))
+                    if k.sum() >= 15 else (int(k.sum()), np.nan, np.nan, np.nan))
+    return np.array(rows, dtype=float)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", default="/tmp/gammalearn_realism", help="simulation_realism.py's cache")
+    parser.add_argument("--repeat", type=int, default=5, help="random subsamples of the simulated images")
+    args = parser.parse_args()
+
+    real = selected(prod5_gammas())
+    sim = selected(simulated_gammas(args.cache))
+    real_rows = per_bin(real)
+    rng = np.random.default_rng(1)
+    sim_rows = np.median([
+        per_bin(sim[rng.choice(len(sim), size=min(len(real), len(sim)), replace=False)], seed)
+        for seed in range(args.repeat)
+    ], axis=0)
+    print(f"prod5 LST gammas: {len(real)} images; simulated: {len(sim)}, {args.repeat} subsamples of "
+          f"{min(len(real), len(sim))} (intensity > 50, leakage < 0.2, source within 3 deg)\n")
+    print("| intensity (p.e.) | images prod5 / sim | median \\|disp\\| (deg) | axis angle to source, median (deg) "
+          "| \\|disp\\| forest, 68% relative error |")
+    print("|---|---|---|---|---|")
+    for (lo, hi), r, s in zip(INTENSITY_BINS, real_rows, sim_rows):
+        print(f"| {lo:.0f}–{hi:.0f} | {r[0]:.0f} / {s[0]:.0f} | {r[1]:.2f} / {s[1]:.2f} | {r[2]:.1f} / {s[2]:.1f} "
+              f"| {r[3]:.2f} / {s[3]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
