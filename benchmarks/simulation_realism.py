@@ -58,7 +58,7 @@ def _simulate(args, name, particle, seed, options, pointing=False, n_events=None
     if n_events is None:
         n_events = args.n_gamma if particle == "gamma" else args.n_proton
     return simulated_images(
-        args.cache, name, particle, n_events, seed,
+        args.cache, name, particle, n_events, seed + args.seed_offset,
         [*options, *args.sim_option], overwrite=args.resimulate, pointing=pointing, telescopes=telescopes,
     )
 
@@ -263,6 +263,10 @@ def main():
         "--train-nodes", default=f"{LST1_TEST_NODE[0]}/{LST1_TEST_NODE[1]}",
         help="part B: pointings 'zenith/azimuth,...' (deg) of the training samples, shared equally; the paper's"
         " models trained on nodes along the Crab's declination, e.g. 6.0/180,16.087/108.09,16.087/251.91",
+    )
+    parser.add_argument(
+        "--seed-offset", type=int, default=0,
+        help="added to every sample's seed: another draw of all samples, to see the figures' spread (use its own --cache)",
     )
     parser.add_argument("--resimulate", action="store_true", help="ignore cached simulated files")
     parser.add_argument("--part", choices=["a", "b", "both"], default="both")
