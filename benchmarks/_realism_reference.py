@@ -8,7 +8,7 @@ import numpy as np
 import tables
 from astropy.table import Table
 
-__all__ = ["SHARED_DATA", "prod5_lst_images", "lst1_performance", "LST1_AUC", "LST_FOCAL_LENGTH"]
+__all__ = ["SHARED_DATA", "prod5_lst_images", "prod5_lst_tables", "lst1_performance", "LST1_AUC", "LST_FOCAL_LENGTH"]
 
 SHARED_DATA = Path(os.environ.get("GAMMALEARN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 #: prod5 LST Hillas lengths are in metres in the camera frame
@@ -30,38 +30,44 @@ def _impact(core_x, core_y, tel_x, tel_y, tel_z, alt, az):
 PROD5_GROUPS = {"dl1": "dl1", "true": "simulation"}
 
 
-def prod5_lst_images(particle, level="dl1"):
-    """LST images of the prod5 La Palma sample (zenith 20 deg), lengths converted to deg;
-    ``level`` "dl1" (cleaned images) or "true" (true p.e. images)."""
+def prod5_lst_tables(particle, level="dl1"):
+    """Per LST of the prod5 La Palma sample: (layout row, parameter rows, matching shower rows,
+    pointing row); ``level`` "dl1" (cleaned images) or "true" (true p.e. images)."""
     name = {"gamma": "aict_cta_gammas_diffuse", "proton": "aict_cta_protons"}[particle]
     group = PROD5_GROUPS[level]
-    path = SHARED_DATA / "dl1_params_only" / f"{name}.dl1.h5"
-    rows = []
-    with tables.open_file(path) as h5:
+    with tables.open_file(SHARED_DATA / "dl1_params_only" / f"{name}.dl1.h5") as h5:
         layout = h5.root.configuration.instrument.subarray.layout[:]
         shower = h5.root.simulation.event.subarray.shower[:]
+        pointing = h5.root.dl1.monitoring.subarray.pointing[0]
         key = {(o, e): i for i, (o, e) in enumerate(zip(shower["obs_id"], shower["event_id"]))}
         for tel in layout[layout["type"] == b"LST"]:
             params = h5.get_node(f"/{group}/event/telescope/parameters/tel_{tel['tel_id']:03d}")[:]
             idx = np.array([key[(o, e)] for o, e in zip(params["obs_id"], params["event_id"])])
-            s = shower[idx]
-            t = Table()
-            t["hillas_intensity"] = params["hillas_intensity"]
-            to_deg = np.rad2deg(1.0 / LST_FOCAL_LENGTH)
-            for col in ("width", "length", "r"):
-                t[f"hillas_{col}"] = params[f"hillas_{col}"] * to_deg
-            for col in ("skewness", "kurtosis"):
-                t[f"hillas_{col}"] = params[f"hillas_{col}"]
-            for col in ("concentration_cog", "concentration_core", "concentration_pixel",
-                        "leakage_intensity_width_1", "leakage_intensity_width_2", "intensity_max", "intensity_std"):
-                t[col] = params[col]
-            t["morphology_n_pixels"] = params["morphology_num_pixels"]
-            t["morphology_n_islands"] = params["morphology_num_islands"]
-            t["true_energy"] = s["true_energy"]
-            t["true_impact_distance"] = _impact(
-                s["true_core_x"], s["true_core_y"], tel["pos_x"], tel["pos_y"], 0.0, s["true_alt"], s["true_az"]
-            )
-            rows.append(t)
+            yield tel, params, shower[idx], pointing
+
+
+def prod5_lst_images(particle, level="dl1"):
+    """LST images of the prod5 La Palma sample (zenith 20 deg), lengths converted to deg;
+    ``level`` "dl1" (cleaned images) or "true" (true p.e. images)."""
+    rows = []
+    for tel, params, s, _ in prod5_lst_tables(particle, level):
+        t = Table()
+        t["hillas_intensity"] = params["hillas_intensity"]
+        to_deg = np.rad2deg(1.0 / LST_FOCAL_LENGTH)
+        for col in ("width", "length", "r"):
+            t[f"hillas_{col}"] = params[f"hillas_{col}"] * to_deg
+        for col in ("skewness", "kurtosis"):
+            t[f"hillas_{col}"] = params[f"hillas_{col}"]
+        for col in ("concentration_cog", "concentration_core", "concentration_pixel",
+                    "leakage_intensity_width_1", "leakage_intensity_width_2", "intensity_max", "intensity_std"):
+            t[col] = params[col]
+        t["morphology_n_pixels"] = params["morphology_num_pixels"]
+        t["morphology_n_islands"] = params["morphology_num_islands"]
+        t["true_energy"] = s["true_energy"]
+        t["true_impact_distance"] = _impact(
+            s["true_core_x"], s["true_core_y"], tel["pos_x"], tel["pos_y"], 0.0, s["true_alt"], s["true_az"]
+        )
+        rows.append(t)
     from astropy.table import vstack
 
     return vstack(rows)

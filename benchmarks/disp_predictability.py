@@ -15,12 +15,11 @@ import argparse
 import warnings
 
 import numpy as np
-import tables
 from astropy.table import Table
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.model_selection import KFold
 
-from _realism_reference import SHARED_DATA
+from _realism_reference import prod5_lst_tables
 from _realism_simulate import simulated_images
 from simulation_realism import PROD5_LSTS, _with_true_fov
 
@@ -35,24 +34,17 @@ def prod5_gammas():
     (small-angle alt/az offsets from the pointing, deg)."""
     to_deg = np.rad2deg(1.0 / PROD5_LST_EFFECTIVE_FOCAL_LENGTH)
     rows = []
-    with tables.open_file(SHARED_DATA / "dl1_params_only" / "aict_cta_gammas_diffuse.dl1.h5") as h5:
-        layout = h5.root.configuration.instrument.subarray.layout[:]
-        shower = h5.root.simulation.event.subarray.shower[:]
-        key = {(o, e): i for i, (o, e) in enumerate(zip(shower["obs_id"], shower["event_id"]))}
-        pointing = h5.root.dl1.monitoring.subarray.pointing[0]
+    for _, p, s, pointing in prod5_lst_tables("gamma", "dl1"):
         alt0, az0 = pointing["array_altitude"], pointing["array_azimuth"]
-        for tel in layout[layout["type"] == b"LST"]:
-            p = h5.get_node(f"/dl1/event/telescope/parameters/tel_{tel['tel_id']:03d}")[:]
-            s = shower[[key[(o, e)] for o, e in zip(p["obs_id"], p["event_id"])]]
-            d_az = (np.deg2rad(s["true_az"]) - az0 + np.pi) % (2 * np.pi) - np.pi
-            rows.append(Table(dict(
-                x=p["hillas_x"] * to_deg, y=p["hillas_y"] * to_deg, psi=np.deg2rad(p["hillas_psi"]),
-                # camera x grows with altitude, y with azimuth (checked on stereo axis crossings)
-                source_x=np.rad2deg(np.deg2rad(s["true_alt"]) - alt0), source_y=np.rad2deg(d_az) * np.cos(alt0),
-                intensity=p["hillas_intensity"], width=p["hillas_width"] * to_deg, length=p["hillas_length"] * to_deg,
-                skewness=p["hillas_skewness"], kurtosis=p["hillas_kurtosis"], leakage=p["leakage_intensity_width_2"],
-                time_gradient=p["timing_slope"] / to_deg,
-            )))
+        d_az = (np.deg2rad(s["true_az"]) - az0 + np.pi) % (2 * np.pi) - np.pi
+        rows.append(Table(dict(
+            x=p["hillas_x"] * to_deg, y=p["hillas_y"] * to_deg, psi=np.deg2rad(p["hillas_psi"]),
+            # camera x grows with altitude, y with azimuth (checked on stereo axis crossings)
+            source_x=np.rad2deg(np.deg2rad(s["true_alt"]) - alt0), source_y=np.rad2deg(d_az) * np.cos(alt0),
+            intensity=p["hillas_intensity"], width=p["hillas_width"] * to_deg, length=p["hillas_length"] * to_deg,
+            skewness=p["hillas_skewness"], kurtosis=p["hillas_kurtosis"], leakage=p["leakage_intensity_width_2"],
+            time_gradient=p["timing_slope"] / to_deg,
+        )))
     from astropy.table import vstack
 
     return vstack(rows)

@@ -119,7 +119,8 @@ class AirShowerSimEventSource(EventSource):
         self._tel_positions = np.array([self._subarray.positions[t].to_value(u.m) for t in tel_ids])
         self._mirror_areas = np.array([self._subarray.tel[t].optics.mirror_area.to_value(u.m**2) for t in tel_ids])
         self._tel_index = {int(t): i for i, t in enumerate(tel_ids)}
-        self._coma = [self.detector.coma_optics(t, np.sqrt(a / np.pi)) for t, a in zip(tel_ids, self._mirror_areas)]
+        self._mirror_radii = np.sqrt(self._mirror_areas / np.pi)
+        self._coma = [self.detector.coma_optics(t, r) for t, r in zip(tel_ids, self._mirror_radii)]
         self._pointing = (np.deg2rad(90.0 - self.zenith), np.deg2rad(self.azimuth))
 
     @staticmethod
@@ -245,9 +246,8 @@ class AirShowerSimEventSource(EventSource):
     def _telescope_image(self, rng, tel_id, light, muon):
         """DL1-like camera image of one telescope, or None if nothing can trigger it."""
         model, detector = self.shower_model, self.detector
-        position = self._tel_positions[self._tel_index[tel_id]]
-        area = self._mirror_areas[self._tel_index[tel_id]]
-        radius = np.sqrt(area / np.pi)
+        i = self._tel_index[tel_id]
+        position, area, radius = self._tel_positions[i], self._mirror_areas[i], self._mirror_radii[i]
         expected = model.expected_photons(light, position, area, self.observation_level)
         expected = expected * detector.photon_detection_efficiency.tel[tel_id]
         total = float(expected.sum())
@@ -259,7 +259,7 @@ class AirShowerSimEventSource(EventSource):
             scale, n_pe = n_pe / self.max_pe, self.max_pe
         lon = lat = time = np.zeros(0)
         if n_pe > 0:
-            coma, image_scale = self._coma[self._tel_index[tel_id]]
+            coma, image_scale = self._coma[i]
             lon, lat, time = model.photoelectrons(
                 rng, light, expected, n_pe, position, self._pointing, radius,
                 detector.focus_distance.tel[tel_id], coma, image_scale,
