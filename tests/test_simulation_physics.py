@@ -190,6 +190,33 @@ def test_muon_ring_radius_and_intensity():
     assert 0 < len(lon_out) < 0.6 * len(lon)
 
 
+def test_muons_come_from_the_shower_direction(source):
+    """A muon flies from its birth point on the shower axis: its ring is centred near the
+    shower's direction (so showers far off axis leave no ring in the camera), displaced
+    outwards the farther the telescope is from the core."""
+    model = source.shower_model
+    alt_p, az_p = source._pointing
+    rng = np.random.default_rng(8)
+
+    def centres(offset_deg, core_distance, n=200):
+        alt = alt_p + np.deg2rad(offset_deg)
+        light = ShowerLight(
+            points=None, axis=axis_direction(alt, az_p), core=np.array([0.0, core_distance, 0.0]),
+            x_max=np.nan, h_first_int=np.nan, obs_level=source.observation_level,
+        )
+        return np.array([model.muon_direction(rng, light, np.zeros(3), (alt_p, az_p)) for _ in range(n)])
+
+    on_axis = centres(0.0, 0.0)
+    assert np.abs(np.median(on_axis, axis=0)).max() < 0.15
+    assert np.std(on_axis[:, 0]) == pytest.approx(model.muon_angular_spread, rel=0.2)
+    # a shower 5 deg above the pointing: the muon comes from 5 deg above too
+    off_axis = centres(5.0, 0.0)
+    assert np.median(off_axis[:, 1]) == pytest.approx(5.0, abs=0.3)
+    # 400 m from the core the muon arrives about 400 m / (12 km / cos 20 deg) = 1.8 deg off the axis
+    far = np.hypot(*np.median(centres(0.0, 400.0), axis=0))
+    assert 1.2 < far < 2.6
+
+
 def test_trigger_needs_a_compact_bright_group(source):
     detector = source.detector
     n_pix = source.subarray.tel[1].camera.geometry.n_pixels

@@ -73,6 +73,13 @@ class AirShowerModel(Component):
     muon_pe_per_metre_rad = Float(
         25.0, help="Muon-ring p.e. per metre of mirror chord and radian (optical efficiency included)"
     ).tag(config=True)
+    muon_production_height = Float(
+        12000.0, help="Mean height (m a.s.l.) on the shower axis where the muons reaching a telescope are born"
+    ).tag(config=True)
+    muon_production_spread = Float(3000.0, help="Gaussian spread of that height, m").tag(config=True)
+    muon_angular_spread = Float(
+        0.5, help="Gaussian spread of a muon's direction around the line from its birth point, deg (scattering)"
+    ).tag(config=True)
 
     def __init__(self, config=None, parent=None, **kwargs):
         super().__init__(config=config, parent=parent, **kwargs)
@@ -182,6 +189,18 @@ class AirShowerModel(Component):
         refractivity = self.atmosphere.refractivity(0.5 * (points.height[index] + light.obs_level))
         time = (-along_axis + distance * (1.0 + refractivity)) / SPEED_OF_LIGHT
         return fov_lon, fov_lat, time
+
+    def muon_direction(self, rng, light: ShowerLight, telescope_position, pointing):
+        """Direction (fov_lon, fov_lat, deg) of a muon reaching the telescope: it flies from its
+        birth point on the shower axis, so it comes from near the shower's direction, farther
+        out the farther the telescope is from the core."""
+        height = max(
+            rng.normal(self.muon_production_height, self.muon_production_spread), light.obs_level + 1000.0
+        )
+        birth = light.core - light.axis * (height - light.obs_level) / max(-light.axis[2], 1e-3)
+        direction = birth - np.asarray(telescope_position, dtype=float)
+        lon, lat = ground_to_fov((direction / np.linalg.norm(direction))[None, :], *pointing)
+        return np.array([lon[0], lat[0]]) + rng.normal(0.0, self.muon_angular_spread, 2)
 
     def muon_probability(self, energy, core_distance, mirror_radius):
         """Chance that a muon of a proton shower of ``energy`` TeV passes within

@@ -266,7 +266,7 @@ class AirShowerSimEventSource(EventSource):
             )
         if muon:
             impact = model.muon_impact_max * radius * np.sqrt(rng.random())
-            centre = rng.normal(0.0, 1.0, 2)
+            centre = model.muon_direction(rng, light, position, self._pointing)
             # the light of a muon passing at ``impact`` was emitted about impact / angle higher up
             ground_angle = model.atmosphere.cherenkov_angle(self.observation_level)
             height = max(300.0, impact / ground_angle)
