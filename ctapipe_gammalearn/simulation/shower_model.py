@@ -7,7 +7,7 @@ from ctapipe.core import Component
 from ctapipe.core.traits import Float, Int, List
 
 from .atmosphere import ExponentialAtmosphere
-from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, hadronic_cascade
+from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, entry_point, hadronic_cascade
 from .cherenkov import SPEED_OF_LIGHT, AngularModel, fov_basis, ground_to_fov, photons_at_telescope
 from .em_cascade import LA_PALMA_FIELD, ElectromagneticModel, em_cascades
 from .emission import EmissionPoints, lateral_offsets, sample_emission_points, threshold_factor
@@ -197,7 +197,7 @@ class AirShowerModel(Component):
         height = max(
             rng.normal(self.muon_production_height, self.muon_production_spread), light.obs_level + 1000.0
         )
-        birth = light.core - light.axis * (height - light.obs_level) / max(-light.axis[2], 1e-3)
+        birth = entry_point(light.core, light.axis, self.atmosphere, light.obs_level, top_height=height)
         direction = birth - np.asarray(telescope_position, dtype=float)
         lon, lat = ground_to_fov((direction / np.linalg.norm(direction))[None, :], *pointing)
         return np.array([lon[0], lat[0]]) + rng.normal(0.0, self.muon_angular_spread, 2)
