@@ -64,6 +64,7 @@ def prod5_lst_images(particle, level="dl1"):
         t["morphology_n_pixels"] = params["morphology_num_pixels"]
         t["morphology_n_islands"] = params["morphology_num_islands"]
         t["true_energy"] = s["true_energy"]
+        t["true_x_max"] = s["true_x_max"]
         t["true_impact_distance"] = _impact(
             s["true_core_x"], s["true_core_y"], tel["pos_x"], tel["pos_y"], 0.0, s["true_alt"], s["true_az"]
         )

@@ -1,6 +1,9 @@
 """Where the mono angular error comes from, prod5 LST against the simulator: the image axis's
-miss of the true source (orientation) and how well a forest predicts |disp| (the distance of
-the source along the axis) from the image, per intensity bin.
+miss of the true source (orientation), how well a forest predicts |disp| (the distance of
+the source along the axis) from the image, per intensity bin; and the angular resolution
+that follows (|disp| and head/tail forests, 5-fold: 68 % containment of the angular error,
+per intensity and per true-energy bin, with its parts: the share of right head/tails, the
+|disp| error and the true source's distance from the image axis).
 
 prod5: the LST images of ``../shared/data/dl1_params_only`` (La Palma, zenith 20 deg,
 pointing north, diffuse gammas, cleaned DL1 parameters with timing). Simulated: the part A
@@ -16,7 +19,7 @@ import warnings
 
 import numpy as np
 from astropy.table import Table
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.model_selection import KFold
 
 from _realism_reference import prod5_lst_tables
@@ -26,6 +29,9 @@ from simulation_realism import PROD5_LSTS, _with_true_fov
 #: ctapipe's effective focal length of the prod5 LST: the image centroids lie at x / f_eff
 PROD5_LST_EFFECTIVE_FOCAL_LENGTH = 29.30565
 INTENSITY_BINS = [(50, 100), (100, 200), (200, 400), (400, 800), (800, 3200), (3200, np.inf)]
+#: coarser bins for the angular resolution (prod5 has a few hundred images)
+RESOLUTION_INTENSITY_BINS = [(50, 200), (200, 800), (800, np.inf)]
+ENERGY_BINS = [(0.02, 0.1), (0.1, 0.3), (0.3, 1.0), (1.0, np.inf)]
 FEATURES = ["log_intensity", "width", "length", "wl", "skewness", "kurtosis", "leakage", "time_gradient"]
 
 
@@ -43,7 +49,7 @@ def prod5_gammas():
             source_x=np.rad2deg(np.deg2rad(s["true_alt"]) - alt0), source_y=np.rad2deg(d_az) * np.cos(alt0),
             intensity=p["hillas_intensity"], width=p["hillas_width"] * to_deg, length=p["hillas_length"] * to_deg,
             skewness=p["hillas_skewness"], kurtosis=p["hillas_kurtosis"], leakage=p["leakage_intensity_width_2"],
-            time_gradient=p["timing_slope"] / to_deg,
+            time_gradient=p["timing_slope"] / to_deg, true_energy=s["true_energy"],
         )))
     from astropy.table import vstack
 
@@ -60,7 +66,7 @@ def simulated_gammas(cache):
         source_x=s["true_fov_lon"], source_y=s["true_fov_lat"], intensity=s["hillas_intensity"],
         width=s["hillas_width"], length=s["hillas_length"], skewness=s["hillas_skewness"],
         kurtosis=s["hillas_kurtosis"], leakage=s["leakage_intensity_width_2"],
-        time_gradient=np.asarray(s["timing_slope"], dtype=float),
+        time_gradient=np.asarray(s["timing_slope"], dtype=float), true_energy=s["true_energy"],
     ))
 
 
@@ -80,18 +86,55 @@ def axis_errors(t):
     return np.abs(along), np.rad2deg(np.arctan2(np.abs(across), np.abs(along)))
 
 
-def predicted_disp(t, disp, seed=0):
+def _features(t):
     columns = {
         "log_intensity": np.log10(t["intensity"]), "wl": t["width"] / t["length"],
         **{f: t[f] for f in FEATURES if f in t.colnames},
     }
     x = np.column_stack([np.asarray(columns[f], dtype=float) for f in FEATURES])
     x[~np.isfinite(x)] = -999.0
+    return x
+
+
+def predicted_disp(t, disp, seed=0):
+    x = _features(t)
     out = np.empty(len(t))
     for fit, test in KFold(5, shuffle=True, random_state=seed).split(x):
         model = RandomForestRegressor(100, min_samples_leaf=5, n_jobs=2, random_state=seed)
         out[test] = model.fit(x[fit], disp[fit]).predict(x[test])
     return out
+
+
+def angular_errors(t, seed=0):
+    """Mono reconstruction of the source from the image by a |disp| forest and a head/tail
+    forest (out of fold, 5-fold). Per image: the angular error (deg), whether the head/tail
+    is right, the |disp| error along the axis and the true source's distance from the axis."""
+    dx, dy = t["source_x"] - t["x"], t["source_y"] - t["y"]
+    along = np.asarray(dx * np.cos(t["psi"]) + dy * np.sin(t["psi"]), dtype=float)
+    across = np.asarray(-dx * np.sin(t["psi"]) + dy * np.cos(t["psi"]), dtype=float)
+    x = _features(t)
+    disp, sign = np.empty(len(t)), np.empty(len(t))
+    for fit, test in KFold(5, shuffle=True, random_state=seed).split(x):
+        regressor = RandomForestRegressor(100, min_samples_leaf=5, n_jobs=2, random_state=seed)
+        classifier = RandomForestClassifier(100, min_samples_leaf=5, n_jobs=2, random_state=seed)
+        disp[test] = regressor.fit(x[fit], np.abs(along[fit])).predict(x[test])
+        sign[test] = np.where(classifier.fit(x[fit], along[fit] > 0).predict(x[test]), 1.0, -1.0)
+    error = np.hypot(sign * disp - along, across)
+    return dict(error=error, right=sign == np.sign(along), along=np.abs(disp - np.abs(along)), across=np.abs(across))
+
+
+def resolution_per_bin(t, errors, column, bins):
+    """Per bin of ``column``: images, 68 % containment of the angular error, share of right
+    head/tails, 68 % quantiles of the |disp| error and of the distance from the axis."""
+    rows = []
+    for lo, hi in bins:
+        k = (t[column] >= lo) & (t[column] < hi)
+        rows.append((int(k.sum()), *(
+            (np.percentile(errors["error"][k], 68), np.mean(errors["right"][k]),
+             np.percentile(errors["along"][k], 68), np.percentile(errors["across"][k], 68))
+            if k.sum() >= 15 else (np.nan,) * 4
+        )))
+    return np.array(rows, dtype=float)
 
 
 def per_bin(t, seed=0):
@@ -119,6 +162,15 @@ def main():
         per_bin(sim[rng.choice(len(sim), size=min(len(real), len(sim)), replace=False)], seed)
         for seed in range(args.repeat)
     ], axis=0)
+    resolution = {}
+    for column, bins in (("intensity", RESOLUTION_INTENSITY_BINS), ("true_energy", ENERGY_BINS)):
+        real_res = resolution_per_bin(real, angular_errors(real), column, bins)
+        sim_res = np.median([
+            resolution_per_bin(sub, angular_errors(sub, seed), column, bins)
+            for seed, sub in enumerate(sim[rng.choice(len(sim), size=min(len(real), len(sim)), replace=False)]
+                                       for _ in range(args.repeat))
+        ], axis=0)
+        resolution[column] = (bins, real_res, sim_res)
     print(f"prod5 LST gammas: {len(real)} images; simulated: {len(sim)}, {args.repeat} subsamples of "
           f"{min(len(real), len(sim))} (intensity > 50, leakage < 0.2, source within 3 deg)\n")
     print("| intensity (p.e.) | images prod5 / sim | median \\|disp\\| (deg) | axis angle to source, median (deg) "
@@ -127,6 +179,14 @@ def main():
     for (lo, hi), r, s in zip(INTENSITY_BINS, real_rows, sim_rows):
         print(f"| {lo:.0f}–{hi:.0f} | {r[0]:.0f} / {s[0]:.0f} | {r[1]:.2f} / {s[1]:.2f} | {r[2]:.1f} / {s[2]:.1f} "
               f"| {r[3]:.2f} / {s[3]:.2f} |")
+    for column, unit in (("intensity", "p.e."), ("true_energy", "TeV")):
+        bins, real_res, sim_res = resolution[column]
+        print(f"\n| {column.replace('_', ' ')} ({unit}) | images prod5 / sim | angular resolution 68 % prod5 / sim (deg) "
+              "| ratio | head/tail right | \\|disp\\| error 68 % (deg) | source off the axis 68 % (deg) |")
+        print("|---|---|---|---|---|---|---|")
+        for (lo, hi), r, s in zip(bins, real_res, sim_res):
+            print(f"| {lo:g}–{hi:g} | {r[0]:.0f} / {s[0]:.0f} | {r[1]:.3f} / {s[1]:.3f} | {s[1] / r[1]:.2f} "
+                  f"| {r[2]:.2f} / {s[2]:.2f} | {r[3]:.2f} / {s[3]:.2f} | {r[4]:.2f} / {s[4]:.2f} |")
 
 
 if __name__ == "__main__":

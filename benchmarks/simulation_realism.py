@@ -73,6 +73,8 @@ def _true_parameters(table):
     out = Table()
     for name in ("hillas_intensity", "hillas_width", "hillas_length"):
         out[name] = table[f"true_{name}"]
+    for name in ("true_energy", "true_impact_distance"):
+        out[name] = table[name]
     return out
 
 
@@ -128,8 +130,69 @@ def part_a(args):
             q_ref, q_sim = quantiles(simtel[col]), quantiles(_selected(sims[particle])[col])
             print(f"| {particle} | {col} | {_fmt(q_ref)}, {len(simtel)} | {_fmt(q_sim)} | "
                   f"{_fmt((q_sim / q_ref - 1) * 100, '{:+.0f}%')} |")
+    truth = _shower_truth(real, sims)
+    truth_light = _light_far_from_the_axis(real_true["gamma"], _true_parameters(sims["gamma"]))
     _plot_distributions(sims, real)
-    return dict(quantiles=rows, auc_prod5=auc_ref, auc_sim=auc_sim)
+    return dict(quantiles=rows, auc_prod5=auc_ref, auc_sim=auc_sim, shower_truth=truth, far_light=truth_light)
+
+
+#: impact-distance bins (m) of the light comparison
+IMPACT_BINS = [(0, 140), (140, 260), (260, 340), (340, 450), (450, 700)]
+
+
+def _light_far_from_the_axis(real_true, sim_true):
+    """Median true p.e. per TeV of the gamma images against the distance from the shower axis."""
+    print("\nGamma true images (intensity > 50): median intensity per TeV of true energy (p.e./TeV), "
+          "by distance from the shower axis, prod5 / simulated (images):\n")
+    print("| E_true (TeV) | " + " | ".join(f"{lo}–{hi} m" for lo, hi in IMPACT_BINS) + " |")
+    print("|---|" + "---|" * len(IMPACT_BINS))
+    rows = []
+    for e_lo, e_hi in ((0.3, 1.0), (1.0, 3.0)):
+        cells = []
+        for lo, hi in IMPACT_BINS:
+            cell = []
+            for t in (_selected(real_true), _selected(sim_true)):
+                energy = np.asarray(t["true_energy"], dtype=float)
+                impact = np.asarray(t["true_impact_distance"], dtype=float)
+                k = (energy >= e_lo) & (energy < e_hi) & (impact >= lo) & (impact < hi)
+                per_tev = np.asarray(t["hillas_intensity"], dtype=float)[k] / energy[k]
+                cell.append((np.median(per_tev) if k.sum() >= 5 else np.nan, int(k.sum())))
+            cells.append(cell)
+        rows.append((e_lo, e_hi, cells))
+        print(f"| {e_lo:g}–{e_hi:g} | " + " | ".join(
+            f"{r:.0f} / {s:.0f} ({nr} / {ns})" for (r, nr), (s, ns) in cells) + " |")
+    return rows
+
+
+#: true-energy bins (TeV) of the shower-truth comparison
+TRUTH_ENERGY_BINS = [(0.03, 0.1), (0.1, 0.3), (0.3, 1.0), (1.0, 3.0), (3.0, 30.0)]
+
+
+def _shower_truth(real, sims):
+    """Where the selected images come from, per true-energy bin: the showers' X_max (slant,
+    g/cm2) and the telescope's distance from the shower axis (m), prod5 against simulated."""
+    print("\nShower truth of the selected images (cleaned, intensity > 50), median X_max (g/cm²) and "
+          "impact distance q50 / q84 (m):\n")
+    print("| particle | E_true (TeV) | images prod5 / sim | X_max prod5 / sim | impact q50 / q84 prod5 | simulated |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for particle in ("gamma", "proton"):
+        ref, sim = _selected(real[particle]), _selected(sims[particle])
+        for lo, hi in TRUTH_ENERGY_BINS:
+            sides = []
+            for t in (ref, sim):
+                energy = np.asarray(t["true_energy"], dtype=float)
+                k = (energy >= lo) & (energy < hi)
+                impact = np.asarray(t["true_impact_distance"], dtype=float)[k]
+                x_max = np.asarray(t["true_x_max"], dtype=float)[k]
+                sides.append((int(k.sum()), *(
+                    (np.median(x_max), *np.percentile(impact, [50, 84])) if k.sum() >= 10 else (np.nan,) * 3
+                )))
+            (n_r, x_r, r50, r84), (n_s, x_s, s50, s84) = sides
+            rows.append((particle, lo, hi, sides))
+            print(f"| {particle} | {lo:g}–{hi:g} | {n_r} / {n_s} | {x_r:.0f} / {x_s:.0f} | {r50:.0f} / {r84:.0f} "
+                  f"| {s50:.0f} / {s84:.0f} |")
+    return rows
 
 
 #: the Crab paper's LST-1 MC as its analysis saw it: tuned to the Crab field's night sky with

@@ -42,3 +42,21 @@ def _fails(event):
 def test_an_error_in_a_worker_reaches_the_caller(small_batches):
     with pytest.raises(ValueError, match="bad event"):
         _events(2, process=_fails)
+
+
+def test_the_timing_fit_generator_gets_a_state_per_batch(small_batches):
+    """ctapipe's timing fit draws from one generator per process: whatever the process ran
+    before, the events of a batch must see the same draws."""
+    from ctapipe.fitting import FIT_RNG
+
+    from ctapipe_gammalearn.simulation.parallel import process_batch
+
+    src = AirShowerSimEventSource(n_events=3, **SETTINGS)
+    runs = []
+    for earlier_draws in (0, 17):
+        FIT_RNG.random(earlier_draws)
+        draws = []
+        process_batch(src, lambda event: draws.append(FIT_RNG.random()), index=1)
+        runs.append(draws)
+    assert len(runs[0]) > 0
+    assert runs[0] == runs[1]

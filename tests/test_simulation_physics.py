@@ -83,6 +83,23 @@ def test_shower_maximum_grows_with_log_energy():
     assert np.median(t_high) - np.median(t_low) == pytest.approx(np.log(100.0), rel=0.2)
 
 
+def test_profile_shift_moves_the_shower_maximum_up():
+    beta = np.full(50_000, np.log(1.0 / CRITICAL_ENERGY))
+    plain = sample_greisen_depth(beta, np.random.default_rng(4))
+    skipped = sample_greisen_depth(beta, np.random.default_rng(4), skip=2.0)
+    # the first two radiation lengths hold little of a 1 TeV profile: leaving them out and
+    # counting from there moves the median up by about two radiation lengths
+    assert skipped.min() >= 2.0
+    assert np.median(plain) - np.median(skipped - 2.0) == pytest.approx(2.0, abs=0.1)
+    model, shifted = AirShowerModel(), AirShowerModel(profile_shift=2.0)
+    alt, az = np.deg2rad(80.0), 0.0
+    x_max = [
+        np.median([m.shower(np.random.default_rng(i), "gamma", 1.0, alt, az, 0.0, 0.0, 2200.0).x_max for i in range(20)])
+        for m in (model, shifted)
+    ]
+    assert x_max[0] - x_max[1] == pytest.approx(2.0 * 36.7, abs=25.0)
+
+
 def test_atmosphere_profile():
     atm = ExponentialAtmosphere()
     assert atm.vertical_depth(0.0) == pytest.approx(1030, rel=0.01)

@@ -94,6 +94,7 @@ def test_same_seed_gives_identical_data_with_any_number_of_workers(tmp_path, mon
     a, b, c = (_event_tables(p) for p in paths.values())
     for column in (
         "event_id", "image", "peak_time", "true_image", "true_energy", "true_core_x", "hillas_intensity", "time",
+        "timing_slope", "timing_deviation",
     ):
         np.testing.assert_array_equal(np.asarray(a[column]), np.asarray(b[column]))
     assert not np.array_equal(np.asarray(a["true_energy"]), np.asarray(c["true_energy"]))

@@ -46,11 +46,13 @@ def sample_emission_points(
     obs_level,
     photons_per_tev=2.0e8,
     lateral_scale=0.1,
+    profile_shift=0.0,
 ):
     """Draw ``n_points`` emission points, shared among the sub-showers in proportion to energy.
 
-    Each sub-shower emits along its Greisen profile; points that would lie below the
-    observation level are dropped (their light never forms).
+    Each sub-shower emits along its Greisen profile, moved ``profile_shift`` radiation lengths
+    earlier (its first ones left out; the age stays that of the profile's own depth); points
+    that would lie below the observation level are dropped (their light never forms).
     """
     energy = subshowers.energy
     usable = energy > 2.0 * CRITICAL_ENERGY
@@ -62,11 +64,11 @@ def sample_emission_points(
     idx = np.repeat(np.arange(len(energy)), counts)
 
     beta = np.log(energy[idx] / CRITICAL_ENERGY)
-    t = sample_greisen_depth(beta, rng)
+    t = sample_greisen_depth(beta, rng, profile_shift)
     direction = subshowers.direction[idx]
     start = subshowers.start[idx]
     cos_z = np.maximum(-direction[:, 2], 1e-3)
-    slant = subshowers.start_depth[idx] + t * RADIATION_LENGTH
+    slant = subshowers.start_depth[idx] + (t - profile_shift) * RADIATION_LENGTH
     vertical = atmosphere.vertical_depth(start[:, 2] + obs_level) + slant * cos_z
     above_ground = vertical < atmosphere.vertical_depth(obs_level)
     vertical, direction, start, cos_z, t, beta = (

@@ -46,20 +46,34 @@ def _inverse_cdf_table():
     return table
 
 
-def sample_greisen_depth(beta, rng):
+def sample_greisen_depth(beta, rng, skip=0.0):
     """Draw one depth (in radiation lengths after the start) per entry of ``beta``.
 
     Depths follow the Greisen track length, i.e. where the Cherenkov light is
     emitted; bilinear interpolation in a precomputed inverse-CDF table keeps it vectorised.
+    ``skip``: the profile's first ``skip`` radiation lengths are left out (depths >= skip),
+    one uniform draw per depth whatever ``skip``.
     """
     beta = np.clip(np.asarray(beta, dtype=float), _BETA_GRID[0], _BETA_GRID[-1])
     table = _inverse_cdf_table()
     fb = (beta - _BETA_GRID[0]) / (_BETA_GRID[1] - _BETA_GRID[0])
     ib = np.minimum(fb.astype(int), len(_BETA_GRID) - 2)
     wb = fb - ib
-    fu = rng.random(beta.shape) * (len(_U_GRID) - 1)
+    u = rng.random(beta.shape)
+    if skip > 0:
+        below = _cdf_at(float(skip))
+        first = below[ib] * (1 - wb) + below[ib + 1] * wb
+        u = first + (1.0 - first) * u
+    fu = u * (len(_U_GRID) - 1)
     iu = np.minimum(fu.astype(int), len(_U_GRID) - 2)
     wu = fu - iu
     lo = table[ib, iu] * (1 - wu) + table[ib, iu + 1] * wu
     hi = table[ib + 1, iu] * (1 - wu) + table[ib + 1, iu + 1] * wu
-    return lo * (1 - wb) + hi * wb
+    return np.maximum(lo * (1 - wb) + hi * wb, skip)
+
+
+@lru_cache(maxsize=8)
+def _cdf_at(t):
+    """Share of the track length before depth ``t`` (radiation lengths), per beta of the grid."""
+    table = _inverse_cdf_table()
+    return np.array([np.interp(t, row, _U_GRID) for row in table])

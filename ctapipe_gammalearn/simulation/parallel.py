@@ -4,12 +4,20 @@ Every batch has its own random stream (`AirShowerSimEventSource.simulate_batch`)
 events, their order and the thrown-shower counts do not depend on the number of processes.
 """
 
+import itertools
 import multiprocessing
 import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["ParallelSimulation", "available_cores"]
+import numpy as np
+
+try:  # ctapipe's robust timing fit draws from this one module-level generator
+    from ctapipe.fitting import FIT_RNG
+except ImportError:  # pragma: no cover - other ctapipe versions
+    FIT_RNG = None
+
+__all__ = ["ParallelSimulation", "available_cores", "process_batch"]
 
 # what forked workers run: set while the workers start, inherited by the fork
 _WORK = None
@@ -22,13 +30,25 @@ def available_cores():
         return os.cpu_count() or 1
 
 
-def _run_batch(index):
-    source, process = _WORK
+def process_batch(source, process, index):
+    """Batch ``index`` of ``source``, its events passed through ``process``.
+
+    ctapipe's timing fit (least trimmed squares from random starts) draws from a generator
+    shared by the whole process, so its results would depend on which batches the process
+    ran before; it gets a state of its own per batch instead, from (seed, index).
+    """
     batch = source.simulate_batch(index)
     if process is not None:
+        if FIT_RNG is not None:
+            FIT_RNG.bit_generator.state = np.random.default_rng([source.seed, index, 1]).bit_generator.state
         for _, event in batch.events:
             process(event)
     return batch
+
+
+def _run_batch(index):
+    source, process = _WORK
+    return process_batch(source, process, index)
 
 
 class ParallelSimulation:
@@ -76,10 +96,8 @@ class ParallelSimulation:
 
     def __iter__(self):
         if self._executor is None:
-            for event in self.source:
-                if self.process is not None:
-                    self.process(event)
-                yield event
+            batches = (process_batch(self.source, self.process, index) for index in itertools.count())
+            yield from self.source.collect(batches)
             return
         yield from self.source.collect(self._batches())
 

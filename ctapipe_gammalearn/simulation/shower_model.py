@@ -45,6 +45,11 @@ class AirShowerModel(Component):
     core_sigma = Float(0.45, help="Angular spread of the emitting electrons (core), deg").tag(config=True)
     tail_sigma = Float(3.0, help="Angular spread of the emitting electrons (tail), deg").tag(config=True)
     tail_fraction = Float(0.35, help="Share of the angular tail").tag(config=True)
+    profile_shift = Float(
+        0.0,
+        help="Greisen's profile of every sub-shower is moved this many radiation lengths earlier (its first"
+        " ones left out): a lever on the depth of the shower maximum (see docs/simulation.md)",
+    ).tag(config=True)
     xmax_sigma = Float(
         15.0, help="Extra Gaussian fluctuation of the electromagnetic shower start, g/cm2"
     ).tag(config=True)
@@ -126,7 +131,8 @@ class AirShowerModel(Component):
             n_points = self.points_per_sqrt_tev
         n_points = int(np.clip(n_points * np.sqrt(energy), 400, 20000))
         points = sample_emission_points(
-            subs, n_points, rng, self.atmosphere, obs_level, self.photons_per_tev, self.lateral_scale
+            subs, n_points, rng, self.atmosphere, obs_level, self.photons_per_tev, self.lateral_scale,
+            self.profile_shift,
         )
         cos_z = -axis[2]
         x_max = np.nan
@@ -226,7 +232,8 @@ def quick_expected_photons(
     first = rng.exponential(PAIR_LENGTH, n)
     idx = np.repeat(np.arange(n), n_points)
     beta = np.log(np.maximum(em_energy[idx] / CRITICAL_ENERGY, 2.0))
-    slant = first[idx] + sample_greisen_depth(beta, rng) * RADIATION_LENGTH
+    depth = sample_greisen_depth(beta, rng, model.profile_shift)
+    slant = first[idx] + (depth - model.profile_shift) * RADIATION_LENGTH
     cos_z = -axis[idx, 2]
     vertical = slant * cos_z
     ground = model.atmosphere.vertical_depth(obs_level)
@@ -235,7 +242,7 @@ def quick_expected_photons(
     along = (height - obs_level) / cos_z
     core = np.stack([core_x, core_y, np.zeros(n)], axis=1)
     position = core[idx] - axis[idx] * along[:, None]
-    age = shower_age((slant - first[idx]) / RADIATION_LENGTH, beta)
+    age = shower_age(depth, beta)
     yield_ = (
         model.photons_per_tev * em_energy[idx] / n_points * threshold_factor(model.atmosphere, height, age) * valid
     )
