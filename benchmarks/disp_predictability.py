@@ -137,6 +137,19 @@ def resolution_per_bin(t, errors, column, bins):
     return np.array(rows, dtype=float)
 
 
+def time_gradient_head_tail(t, bins):
+    """Per intensity bin: images, the share whose time gradient's sign gives the head/tail
+    (the same sign convention on both sides: the one most images of both samples follow), and the median |time gradient| (ns/deg)."""
+    dx, dy = t["source_x"] - t["x"], t["source_y"] - t["y"]
+    along = np.asarray(dx * np.cos(t["psi"]) + dy * np.sin(t["psi"]), dtype=float)
+    gradient = np.asarray(t["time_gradient"], dtype=float)
+    rows = []
+    for lo, hi in bins:
+        k = (t["intensity"] >= lo) & (t["intensity"] < hi) & np.isfinite(gradient)
+        rows.append((int(k.sum()), np.mean(np.sign(gradient[k]) == -np.sign(along[k])), np.median(np.abs(gradient[k]))))
+    return np.array(rows, dtype=float)
+
+
 def per_bin(t, seed=0):
     disp, angle = axis_errors(t)
     relative = np.abs(predicted_disp(t, disp, seed) / disp - 1)
@@ -179,6 +192,13 @@ def main():
     for (lo, hi), r, s in zip(INTENSITY_BINS, real_rows, sim_rows):
         print(f"| {lo:.0f}–{hi:.0f} | {r[0]:.0f} / {s[0]:.0f} | {r[1]:.2f} / {s[1]:.2f} | {r[2]:.1f} / {s[2]:.1f} "
               f"| {r[3]:.2f} / {s[3]:.2f} |")
+    real_tg = time_gradient_head_tail(real, RESOLUTION_INTENSITY_BINS)
+    sim_tg = time_gradient_head_tail(sim, RESOLUTION_INTENSITY_BINS)
+    print("\n| intensity (p.e.) | images prod5 / sim | time gradient's sign gives the head/tail | "
+          "median \\|time gradient\\| (ns/deg) |")
+    print("|---|---|---|---|")
+    for (lo, hi), r, s in zip(RESOLUTION_INTENSITY_BINS, real_tg, sim_tg):
+        print(f"| {lo:g}–{hi:g} | {r[0]:.0f} / {s[0]:.0f} | {r[1]:.2f} / {s[1]:.2f} | {r[2]:.2f} / {s[2]:.2f} |")
     for column, unit in (("intensity", "p.e."), ("true_energy", "TeV")):
         bins, real_res, sim_res = resolution[column]
         print(f"\n| {column.replace('_', ' ')} ({unit}) | images prod5 / sim | angular resolution 68 % prod5 / sim (deg) "

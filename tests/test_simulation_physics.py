@@ -248,6 +248,32 @@ def test_trigger_needs_a_compact_bright_group(source):
     assert n_pix == len(spot.image)
 
 
+def test_peak_time_noise_blurs_faint_pixels_most():
+    from ctapipe_gammalearn.simulation.detector import DetectorResponse
+
+    subarray = AirShowerSimEventSource(n_events=1).subarray
+    geom = subarray.tel[1].camera.geometry.transform_to(TelescopeFrame())
+    x, y = geom.pix_x.to_value(u.deg), geom.pix_y.to_value(u.deg)
+    rng = np.random.default_rng(6)
+    # every pixel gets a fixed number of p.e. at its centre, all arriving at 18 ns; electronic
+    # noise only, so that no pixel's peak is a night-sky pulse's
+    spread = {}
+    for noise in (0.0, 4.0):
+        detector = DetectorResponse(
+            subarray, psf_sigma=0.0, peak_time_noise=noise, nsb_pe=0.01, electronic_noise_pe=1.5
+        )
+        for n in (5, 50):
+            image = detector.respond(1, np.repeat(x, n), np.repeat(y, n), np.full(n * len(x), 18.0), rng)
+            q16, q84 = np.percentile(image.peak_time[image.true_image == n], [16, 84])
+            spread[noise, n] = (q84 - q16) / 2
+    noise_rms = np.sqrt(0.01 + 1.5**2)
+    for n in (5, 50):
+        expected = np.hypot(1.2 / np.sqrt(n), 4.0 * noise_rms / n)
+        assert spread[4.0, n] == pytest.approx(expected, rel=0.15)
+        assert spread[0.0, n] == pytest.approx(1.2 / np.sqrt(n), rel=0.15)
+    assert spread[4.0, 5] / spread[0.0, 5] > 1.8 > spread[4.0, 50] / spread[0.0, 50]
+
+
 def test_same_seed_same_events():
     def run(seed):
         src = AirShowerSimEventSource(n_events=3, seed=seed, viewcone_max=1.0, energy_min=0.1, core_max=200.0)

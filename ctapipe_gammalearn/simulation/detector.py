@@ -57,6 +57,11 @@ class DetectorResponse(TelescopeComponent):
     time_jitter = FloatTelescopeParameter(
         default_value=1.2, help="Single-p.e. arrival time spread (transit time, pulse shape), ns"
     ).tag(config=True)
+    peak_time_noise = FloatTelescopeParameter(
+        default_value=0.0,
+        help="Peak-time error from the noise on the pulse: this many ns (about the pulse's rise time) times"
+        " the noise rms over the pixel's charge; 0: none",
+    ).tag(config=True)
     readout_window = FloatTelescopeParameter(default_value=40.0, help="Readout window length, ns").tag(
         config=True
     )
@@ -127,6 +132,11 @@ class DetectorResponse(TelescopeComponent):
         mean_time = np.divide(time_sum, n_pe, out=np.zeros(n_pix), where=n_pe > 0)
         signal_dominated = rng.random(n_pix) < n_pe / (n_pe + 0.5 * nsb + 1e-9)
         peak_time = np.where(signal_dominated, mean_time, rng.uniform(0.0, window, n_pix))
+        noise_scale = self.peak_time_noise.tel[tel_id]
+        if noise_scale > 0:
+            # the noise shifts the pulse's peak by about rise time x noise / amplitude
+            noise_rms = np.sqrt(nsb + self.electronic_noise_pe.tel[tel_id] ** 2)
+            peak_time = peak_time + noise_scale * noise_rms / np.maximum(n_pe, 1.0) * rng.standard_normal(n_pix)
         peak_time = np.clip(peak_time, 0.0, window).astype(np.float32)
         return CameraImage(image=image, peak_time=peak_time, true_image=true_image)
 
