@@ -78,11 +78,18 @@ def selected(t, max_offset=3.0):
     return t[keep]
 
 
-def axis_errors(t):
-    """|disp| along the axis and the axis's angle to the centroid -> source line, deg."""
+def source_along_across(t):
+    """The true source's offset from the image centroid along the image axis (signed: the
+    head/tail) and across it, deg."""
     dx, dy = t["source_x"] - t["x"], t["source_y"] - t["y"]
     along = dx * np.cos(t["psi"]) + dy * np.sin(t["psi"])
     across = -dx * np.sin(t["psi"]) + dy * np.cos(t["psi"])
+    return np.asarray(along, dtype=float), np.asarray(across, dtype=float)
+
+
+def axis_errors(t):
+    """|disp| along the axis and the axis's angle to the centroid -> source line, deg."""
+    along, across = source_along_across(t)
     return np.abs(along), np.rad2deg(np.arctan2(np.abs(across), np.abs(along)))
 
 
@@ -109,9 +116,7 @@ def angular_errors(t, seed=0):
     """Mono reconstruction of the source from the image by a |disp| forest and a head/tail
     forest (out of fold, 5-fold). Per image: the angular error (deg), whether the head/tail
     is right, the |disp| error along the axis and the true source's distance from the axis."""
-    dx, dy = t["source_x"] - t["x"], t["source_y"] - t["y"]
-    along = np.asarray(dx * np.cos(t["psi"]) + dy * np.sin(t["psi"]), dtype=float)
-    across = np.asarray(-dx * np.sin(t["psi"]) + dy * np.cos(t["psi"]), dtype=float)
+    along, across = source_along_across(t)
     x = _features(t)
     disp, sign = np.empty(len(t)), np.empty(len(t))
     for fit, test in KFold(5, shuffle=True, random_state=seed).split(x):
@@ -139,9 +144,9 @@ def resolution_per_bin(t, errors, column, bins):
 
 def time_gradient_head_tail(t, bins):
     """Per intensity bin: images, the share whose time gradient's sign gives the head/tail
-    (the same sign convention on both sides: the one most images of both samples follow), and the median |time gradient| (ns/deg)."""
-    dx, dy = t["source_x"] - t["x"], t["source_y"] - t["y"]
-    along = np.asarray(dx * np.cos(t["psi"]) + dy * np.sin(t["psi"]), dtype=float)
+    (the same sign convention on both sides: the one most images of both samples follow),
+    and the median |time gradient| (ns/deg)."""
+    along, _ = source_along_across(t)
     gradient = np.asarray(t["time_gradient"], dtype=float)
     rows = []
     for lo, hi in bins:
