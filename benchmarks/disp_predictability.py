@@ -118,11 +118,10 @@ def angular_errors(t, seed=0):
     is right, the |disp| error along the axis and the true source's distance from the axis."""
     along, across = source_along_across(t)
     x = _features(t)
-    disp, sign = np.empty(len(t)), np.empty(len(t))
+    disp = predicted_disp(t, np.abs(along), seed)
+    sign = np.empty(len(t))
     for fit, test in KFold(5, shuffle=True, random_state=seed).split(x):
-        regressor = RandomForestRegressor(100, min_samples_leaf=5, n_jobs=2, random_state=seed)
         classifier = RandomForestClassifier(100, min_samples_leaf=5, n_jobs=2, random_state=seed)
-        disp[test] = regressor.fit(x[fit], np.abs(along[fit])).predict(x[test])
         sign[test] = np.where(classifier.fit(x[fit], along[fit] > 0).predict(x[test]), 1.0, -1.0)
     error = np.hypot(sign * disp - along, across)
     return dict(error=error, right=sign == np.sign(along), along=np.abs(disp - np.abs(along)), across=np.abs(across))

@@ -98,9 +98,10 @@ def part_a(args):
     }
     real = {p: prod5_lst_images(p, "dl1") for p in ("gamma", "proton")}
     real_true = {p: prod5_lst_images(p, "true") for p in ("gamma", "proton")}
+    sims_true = {p: _true_parameters(t) for p, t in sims.items()}
     levels = {
         "cleaned DL1 images (tailcuts 10/5/2 on both sides)": (real, sims),
-        "true p.e. images (every pixel with a p.e.)": (real_true, {p: _true_parameters(t) for p, t in sims.items()}),
+        "true p.e. images (every pixel with a p.e.)": (real_true, sims_true),
     }
     rows = []
     print("\n### A. prod5 LST vs simulation (zenith 20 deg, intensity > 50)\n")
@@ -131,7 +132,7 @@ def part_a(args):
             print(f"| {particle} | {col} | {_fmt(q_ref)}, {len(simtel)} | {_fmt(q_sim)} | "
                   f"{_fmt((q_sim / q_ref - 1) * 100, '{:+.0f}%')} |")
     truth = _shower_truth(real, sims)
-    truth_light = _light_far_from_the_axis(real_true["gamma"], _true_parameters(sims["gamma"]))
+    truth_light = _light_far_from_the_axis(real_true["gamma"], sims_true["gamma"])
     _plot_distributions(sims, real)
     return dict(quantiles=rows, auc_prod5=auc_ref, auc_sim=auc_sim, shower_truth=truth, far_light=truth_light)
 
