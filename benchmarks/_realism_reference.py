@@ -8,7 +8,7 @@ import numpy as np
 import tables
 from astropy.table import Table
 
-__all__ = ["SHARED_DATA", "prod5_lst_images", "prod5_lst_tables", "lst1_performance", "LST1_AUC", "LST_FOCAL_LENGTH"]
+__all__ = ["SHARED_DATA", "height_in_us_standard", "prod5_lst_images", "prod5_lst_tables", "lst1_performance", "LST1_AUC", "LST_FOCAL_LENGTH"]
 
 SHARED_DATA = Path(os.environ.get("GAMMALEARN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 #: prod5 LST Hillas lengths are in metres in the camera frame
@@ -17,8 +17,35 @@ LST_FOCAL_LENGTH = 28.0
 LST1_AUC = {(80, 200): 0.75, (200, 800): 0.87, (800, 3200): 0.98}
 
 
+#: CORSIKA's US standard atmosphere, five layers: (lower edge km, a g/cm2, b g/cm2, c km), T = a + b exp(-h/c)
+#: (the last one linear: T = a - b h / c); prod5 La Palma used a site profile close to it
+US_STANDARD_LAYERS = [
+    (0.0, -186.555305, 1222.6562, 9.9418638),
+    (4.0, -94.919, 1144.9069, 8.7815355),
+    (10.0, 0.61289, 1305.5948, 6.3614304),
+    (40.0, 0.0, 540.1778, 7.7217016),
+    (100.0, 0.01128292, 1.0, 1.0e4),
+]
+
+
+def height_in_us_standard(vertical_depth):
+    """Height (km a.s.l.) of a vertical depth (g/cm2) in the US standard atmosphere: puts
+    prod5's CORSIKA depths on the simulator's height scale (its atmosphere is exponential)."""
+    depth = np.asarray(vertical_depth, dtype=float)
+    height = np.full(depth.shape, np.nan)
+    for i, (lower, a, b, c) in enumerate(US_STANDARD_LAYERS):
+        upper = US_STANDARD_LAYERS[i + 1][0] if i + 1 < len(US_STANDARD_LAYERS) else 112.8
+        if i + 1 < len(US_STANDARD_LAYERS):
+            h = -c * np.log(np.clip((depth - a) / b, 1e-300, None))
+        else:
+            h = (a - depth) * c / b
+        inside = (h >= lower) & (h < upper) & np.isnan(height)
+        height[inside] = h[inside]
+    return height
+
+
 def _impact(core_x, core_y, tel_x, tel_y, tel_z, alt, az):
-    """Distance of the telescope from the shower axis, m."""
+    """Distance of the telescope from the shower axis, m (alt, az in rad; the files' are in deg)."""
     axis = np.stack([np.cos(alt) * np.cos(az), -np.cos(alt) * np.sin(az), np.sin(alt)], axis=1)
     rel = np.stack([tel_x - core_x, tel_y - core_y, np.full_like(core_x, tel_z)], axis=1)
     return np.linalg.norm(np.cross(rel, axis), axis=1)
@@ -65,8 +92,10 @@ def prod5_lst_images(particle, level="dl1"):
         t["morphology_n_islands"] = params["morphology_num_islands"]
         t["true_energy"] = s["true_energy"]
         t["true_x_max"] = s["true_x_max"]
+        t["true_x_max_height"] = height_in_us_standard(s["true_x_max"] * np.sin(np.deg2rad(s["true_alt"])))
         t["true_impact_distance"] = _impact(
-            s["true_core_x"], s["true_core_y"], tel["pos_x"], tel["pos_y"], 0.0, s["true_alt"], s["true_az"]
+            s["true_core_x"], s["true_core_y"], tel["pos_x"], tel["pos_y"], 0.0,
+            np.deg2rad(s["true_alt"]), np.deg2rad(s["true_az"]),
         )
         rows.append(t)
     from astropy.table import vstack

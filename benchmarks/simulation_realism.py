@@ -28,6 +28,8 @@ import numpy as np
 from astropy.table import Table
 from ctapipe.reco.preprocessing import horizontal_to_telescope
 
+from ctapipe_gammalearn.simulation.atmosphere import ExponentialAtmosphere
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _realism_analysis import (  # noqa: E402
     PROD5_FEATURES, cross_validated_auc, mono_performance, quantiles,
@@ -78,6 +80,12 @@ def _true_parameters(table):
     return out
 
 
+def _x_max_height(table):
+    """Height (km a.s.l.) of the simulated X_max in the simulator's default atmosphere."""
+    vertical = np.asarray(table["true_x_max"], dtype=float) * np.sin(np.deg2rad(np.asarray(table["true_alt"], dtype=float)))
+    return ExponentialAtmosphere().height(vertical) / 1000.0
+
+
 def _fmt(values, f="{:.3f}"):
     return " / ".join(f.format(v) for v in values)
 
@@ -96,6 +104,8 @@ def part_a(args):
             *array, "--viewcone-max=8", "--core-max=1900", "--energy-min=0.02", "--energy-max=600",
         ], telescopes=PROD5_LSTS),
     }
+    for table in sims.values():
+        table["true_x_max_height"] = _x_max_height(table)
     real = {p: prod5_lst_images(p, "dl1") for p in ("gamma", "proton")}
     real_true = {p: prod5_lst_images(p, "true") for p in ("gamma", "proton")}
     sims_true = {p: _true_parameters(t) for p, t in sims.items()}
@@ -171,11 +181,14 @@ TRUTH_ENERGY_BINS = [(0.03, 0.1), (0.1, 0.3), (0.3, 1.0), (1.0, 3.0), (3.0, 30.0
 
 def _shower_truth(real, sims):
     """Where the selected images come from, per true-energy bin: the showers' X_max (slant,
-    g/cm2) and the telescope's distance from the shower axis (m), prod5 against simulated."""
-    print("\nShower truth of the selected images (cleaned, intensity > 50), median X_max (g/cm²) and "
-          "impact distance q50 / q84 (m):\n")
-    print("| particle | E_true (TeV) | images prod5 / sim | X_max prod5 / sim | impact q50 / q84 prod5 | simulated |")
-    print("|---|---|---|---|---|---|")
+    g/cm2, and its height a.s.l., km) and the telescope's distance from the shower axis (m),
+    prod5 against simulated. The images' geometry follows the height: prod5's depths are put
+    on it through the US standard atmosphere, the simulated ones through the simulator's own."""
+    print("\nShower truth of the selected images (cleaned, intensity > 50), median X_max (g/cm²), its "
+          "height (km a.s.l.) and impact distance q50 / q84 (m):\n")
+    print("| particle | E_true (TeV) | images prod5 / sim | X_max prod5 / sim | X_max height prod5 / sim "
+          "| impact q50 / q84 prod5 | simulated |")
+    print("|---|---|---|---|---|---|---|")
     rows = []
     for particle in ("gamma", "proton"):
         ref, sim = _selected(real[particle]), _selected(sims[particle])
@@ -186,13 +199,15 @@ def _shower_truth(real, sims):
                 k = (energy >= lo) & (energy < hi)
                 impact = np.asarray(t["true_impact_distance"], dtype=float)[k]
                 x_max = np.asarray(t["true_x_max"], dtype=float)[k]
+                height = np.asarray(t["true_x_max_height"], dtype=float)[k]
                 sides.append((int(k.sum()), *(
-                    (np.median(x_max), *np.percentile(impact, [50, 84])) if k.sum() >= 10 else (np.nan,) * 3
+                    (np.median(x_max), np.median(height), *np.percentile(impact, [50, 84])) if k.sum() >= 10
+                    else (np.nan,) * 4
                 )))
-            (n_r, x_r, r50, r84), (n_s, x_s, s50, s84) = sides
+            (n_r, x_r, h_r, r50, r84), (n_s, x_s, h_s, s50, s84) = sides
             rows.append((particle, lo, hi, sides))
-            print(f"| {particle} | {lo:g}–{hi:g} | {n_r} / {n_s} | {x_r:.0f} / {x_s:.0f} | {r50:.0f} / {r84:.0f} "
-                  f"| {s50:.0f} / {s84:.0f} |")
+            print(f"| {particle} | {lo:g}–{hi:g} | {n_r} / {n_s} | {x_r:.0f} / {x_s:.0f} | {h_r:.1f} / {h_s:.1f} "
+                  f"| {r50:.0f} / {r84:.0f} | {s50:.0f} / {s84:.0f} |")
     return rows
 
 

@@ -305,6 +305,25 @@ def test_em_cascade_splits_energy_into_sub_showers():
     assert len(subs) == 1
 
 
+def test_split_bremsstrahlung_conserves_energy_and_raises_the_shower_maximum():
+    atmosphere = ExponentialAtmosphere()
+    axis = axis_direction(np.deg2rad(70.0), 0.0)
+    split = ElectromagneticModel(split_bremsstrahlung=True)
+    rng = np.random.default_rng(4)
+    one, two, kept = [], [], []
+    for _ in range(40):
+        plain, _ = em_cascade(1.0, np.zeros(2), axis, rng, atmosphere, 2200.0, "gamma", ElectromagneticModel())
+        subs, _ = em_cascade(1.0, np.zeros(2), axis, rng, atmosphere, 2200.0, "gamma", split)
+        # energy is conserved but for a rare leading particle that reaches the ground
+        kept.append(subs.energy.sum())
+        assert np.all(subs.energy <= 1.0 / 8 + 1e-12)
+        one.append(np.average(plain.start[:, 2], weights=plain.energy))
+        two.append(np.average(subs.start[:, 2], weights=subs.energy))
+    assert max(kept) == pytest.approx(1.0) and np.mean(np.isclose(kept, 1.0)) >= 0.9
+    # softer photons reach the leaf energy sooner: the sub-showers start higher
+    assert np.median(two) > np.median(one) + 300.0
+
+
 def test_free_paths_photons_exponential_electrons_bethe_heitler_step():
     rng = np.random.default_rng(5)
     photon = np.arange(40000) % 2 == 0

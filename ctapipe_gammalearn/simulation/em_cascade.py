@@ -38,6 +38,7 @@ class ElectromagneticModel:
     leaf_min_energy: float = 3e-3  # ... or below this energy (TeV) become sub-showers
     field: tuple = LA_PALMA_FIELD  # microtesla, ground frame (north, west, up)
     max_generations: int = 16
+    split_bremsstrahlung: bool = False  # two photons per electron step, not one
 
 
 def em_cascade(
@@ -111,6 +112,19 @@ def em_cascades(
         was_photon = photon
         photon = np.concatenate([np.zeros(n, bool), ~was_photon])
         charge = np.concatenate([np.where(was_photon, 1.0, charge), np.where(was_photon, -1.0, 0.0)])
+        if model.split_bremsstrahlung:
+            # bremsstrahlung's 1/k spectrum: the energy an electron loses goes to two photons,
+            # whose energy-weighted mean log share (-1) is that of the spectrum (one photon: -0.5)
+            k = np.flatnonzero(photon)
+            share = rng.uniform(0.0, 1.0, len(k))
+            extra = energies[k] * (1.0 - share)
+            energies[k] *= share
+            energies = np.concatenate([energies, extra])
+            position = np.concatenate([position, position[k]])
+            direction = np.concatenate([direction, direction[k]])
+            owner = np.concatenate([owner, owner[k]])
+            photon = np.concatenate([photon, np.ones(len(k), bool)])
+            charge = np.concatenate([charge, np.zeros(len(k))])
 
     never_split = leaves[0][0]
     owner, start, dirs, leaf_e = (np.concatenate(x) for x in zip(*leaves))

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ctapipe.core import Component
-from ctapipe.core.traits import Float, Int, List
+from ctapipe.core.traits import Bool, Float, Int, List
 
 from .atmosphere import ExponentialAtmosphere
 from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, entry_point, hadronic_cascade
@@ -58,6 +58,11 @@ class AirShowerModel(Component):
         help="Gamma and electron showers are followed particle by particle until each particle has less than"
         " this share of the primary energy (or leaf_min_energy); 1 gives one smooth shower",
     ).tag(config=True)
+    split_bremsstrahlung = Bool(
+        False,
+        help="In the explicit generations the energy an electron loses over a step goes to two photons (shares"
+        " uniform, like bremsstrahlung's 1/k spectrum), not one: showers develop earlier (see docs/simulation.md)",
+    ).tag(config=True)
     leaf_min_energy = Float(3e-3, help="Energy below which particles become sub-showers, TeV").tag(config=True)
     geomagnetic_field = List(
         Float(), default_value=list(LA_PALMA_FIELD), minlen=3, maxlen=3,
@@ -96,7 +101,8 @@ class AirShowerModel(Component):
         )
         self.hadronic = HadronicModel()
         self.electromagnetic = ElectromagneticModel(
-            leaf_fraction=self.leaf_fraction, leaf_min_energy=self.leaf_min_energy, field=tuple(self.geomagnetic_field)
+            leaf_fraction=self.leaf_fraction, leaf_min_energy=self.leaf_min_energy, field=tuple(self.geomagnetic_field),
+            split_bremsstrahlung=self.split_bremsstrahlung,
         )
 
     def em_cascades(self, rng, particle, energy, alt, az, core_x, core_y, obs_level):
