@@ -8,7 +8,10 @@ import numpy as np
 import tables
 from astropy.table import Table
 
-__all__ = ["SHARED_DATA", "height_in_us_standard", "prod5_lst_images", "prod5_lst_tables", "lst1_performance", "LST1_AUC", "LST_FOCAL_LENGTH"]
+__all__ = [
+    "SHARED_DATA", "height_in_us_standard", "prod5_lst_images", "prod5_lst_tables", "lst1_performance", "LST1_AUC",
+    "LST_FOCAL_LENGTH",
+]
 
 SHARED_DATA = Path(os.environ.get("GAMMALEARN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 #: prod5 LST Hillas lengths are in metres in the camera frame
@@ -33,9 +36,9 @@ def height_in_us_standard(vertical_depth):
     prod5's CORSIKA depths on the simulator's height scale (its atmosphere is exponential)."""
     depth = np.asarray(vertical_depth, dtype=float)
     height = np.full(depth.shape, np.nan)
-    for i, (lower, a, b, c) in enumerate(US_STANDARD_LAYERS):
-        upper = US_STANDARD_LAYERS[i + 1][0] if i + 1 < len(US_STANDARD_LAYERS) else 112.8
-        if i + 1 < len(US_STANDARD_LAYERS):
+    uppers = [layer[0] for layer in US_STANDARD_LAYERS[1:]] + [112.8]
+    for (lower, a, b, c), upper in zip(US_STANDARD_LAYERS, uppers):
+        if lower < 100.0:
             h = -c * np.log(np.clip((depth - a) / b, 1e-300, None))
         else:
             h = (a - depth) * c / b
@@ -92,10 +95,10 @@ def prod5_lst_images(particle, level="dl1"):
         t["morphology_n_islands"] = params["morphology_num_islands"]
         t["true_energy"] = s["true_energy"]
         t["true_x_max"] = s["true_x_max"]
-        t["true_x_max_height"] = height_in_us_standard(s["true_x_max"] * np.sin(np.deg2rad(s["true_alt"])))
+        alt, az = np.deg2rad(s["true_alt"]), np.deg2rad(s["true_az"])
+        t["true_x_max_height"] = height_in_us_standard(s["true_x_max"] * np.sin(alt))
         t["true_impact_distance"] = _impact(
-            s["true_core_x"], s["true_core_y"], tel["pos_x"], tel["pos_y"], 0.0,
-            np.deg2rad(s["true_alt"]), np.deg2rad(s["true_az"]),
+            s["true_core_x"], s["true_core_y"], tel["pos_x"], tel["pos_y"], 0.0, alt, az
         )
         rows.append(t)
     from astropy.table import vstack

@@ -82,7 +82,8 @@ def _true_parameters(table):
 
 def _x_max_height(table):
     """Height (km a.s.l.) of the simulated X_max in the simulator's default atmosphere."""
-    vertical = np.asarray(table["true_x_max"], dtype=float) * np.sin(np.deg2rad(np.asarray(table["true_alt"], dtype=float)))
+    alt = np.deg2rad(np.asarray(table["true_alt"], dtype=float))
+    vertical = np.asarray(table["true_x_max"], dtype=float) * np.sin(alt)
     return ExponentialAtmosphere().height(vertical) / 1000.0
 
 
