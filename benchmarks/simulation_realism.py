@@ -99,7 +99,7 @@ def part_a(args):
     array = [f"--subarray={PROD5_ARRAY}", "--AirShowerSimEventSource.min_telescopes=2", "--zenith=20", "--azimuth=0"]
     sims = {
         "gamma": _simulate(args, "prod5array_gamma", "gamma", 101, [
-            *array, "--viewcone-max=6", "--core-max=1400", "--energy-min=0.01", "--energy-max=300",
+            *array, "--viewcone-max=8", "--core-max=1400", "--energy-min=0.01", "--energy-max=300",
         ], telescopes=PROD5_LSTS),
         "proton": _simulate(args, "prod5array_proton", "proton", 102, [
             *array, "--viewcone-max=8", "--core-max=1900", "--energy-min=0.02", "--energy-max=600",
@@ -260,6 +260,13 @@ def part_b(args):
         *LST1_CRAB_MC, "--viewcone-max=3", "--core-max=1000", "--energy-min=0.05", "--energy-max=50",
     ], args.n_proton)
     gammas, diffuse, protons = _selected(gammas), _selected(diffuse), _selected(protons)
+    if args.max_leakage is not None:
+        # a check, not the paper's procedure as far as it is known: LST's IRF tools also
+        # drop images with leakage_intensity_width_2 above 0.2
+        gammas, diffuse, protons = (
+            t[np.asarray(t["leakage_intensity_width_2"], dtype=float) <= args.max_leakage]
+            for t in (gammas, diffuse, protons)
+        )
     ref = lst1_performance("10.00", "0.9")
     in_range = (ref["energy_min"] >= 0.05) & (ref["energy_max"] <= 12.7)
     ref = ref[in_range]
@@ -350,6 +357,10 @@ def main():
     )
     parser.add_argument("--resimulate", action="store_true", help="ignore cached simulated files")
     parser.add_argument("--part", choices=["a", "b", "both"], default="both")
+    parser.add_argument(
+        "--max-leakage", type=float, default=None,
+        help="part B: also drop images with leakage_intensity_width_2 above this (all samples)",
+    )
     parser.add_argument(
         "--sim-option", action="append", default=[],
         help="extra option for every simulation, e.g. --sim-option=--DetectorResponse.psf_sigma=0.06",

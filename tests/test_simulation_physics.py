@@ -405,3 +405,52 @@ def test_dish_coma_follows_the_effective_focal_length(source):
     # no coma where the optics hold no effective focal length beyond the equivalent one
     assert coma_coefficient(28.0, 28.0, radius) == 0.0
     assert coma_coefficient(28.0, np.nan, radius) == 0.0
+
+
+def test_exponential_angular_tail_is_normalised_and_follows_hillas():
+    from scipy.integrate import quad
+
+    from ctapipe_gammalearn.simulation.cherenkov import _exponential_density, _rice_density, hillas_theta_0
+
+    for theta_c, theta_0 in [(0.021, 0.10), (0.012, 0.07), (0.02, 0.03)]:
+        total = quad(lambda a: 2 * np.pi * np.sin(a) * _exponential_density(a, theta_c, theta_0), 0, np.pi, limit=200)
+        assert total[0] == pytest.approx(1.0, abs=0.01)
+    atmosphere = ExponentialAtmosphere()
+    # Hillas: theta_0 = 0.83 (E_thr / MeV)^-0.67 rad, ~0.1 rad at 2.2 km, narrower up where E_thr is higher
+    low, high = hillas_theta_0(atmosphere.refractivity(np.array([2200.0, 10000.0])))
+    assert 0.08 < low < 0.11 and 0.06 < high < 0.08
+    # relative to the Cherenkov ring, the exponential tail puts far more light 3.5 deg from the
+    # axis (where the far telescopes' images come from) than the two-Gaussian default
+    theta_c, core, tail = 0.017, np.deg2rad(0.45), np.deg2rad(3.0)
+
+    def mixture(alpha, exponential, fraction):
+        far = _exponential_density(alpha, theta_c, high) if exponential else _rice_density(alpha, theta_c, tail)
+        return (1 - fraction) * _rice_density(alpha, theta_c, core) + fraction * far
+
+    def far_to_ring(exponential, fraction):
+        return mixture(np.deg2rad(3.5), exponential, fraction) / mixture(theta_c, exponential, fraction)
+
+    assert far_to_ring(True, 0.9) > 3 * far_to_ring(False, 0.35)
+
+
+def test_nkg_lateral_spread_has_the_nkg_median_and_widens_with_age():
+    from ctapipe_gammalearn.simulation.emission import lateral_offsets
+
+    atmosphere = ExponentialAtmosphere()
+    n = 40000
+    direction = np.tile([0.0, 0.0, -1.0], (n, 1))
+    e1, e2 = perpendicular_basis(direction)
+
+    def radii(age):
+        points = EmissionPoints(
+            np.zeros((n, 3)), np.zeros((n, 3)), direction, np.full(n, 10000.0), np.full(n, age), np.ones(n), e1, e2
+        )
+        offsets = lateral_offsets(points, np.arange(n), np.random.default_rng(1), atmosphere, 0.1, "nkg")
+        assert np.allclose(offsets[:, 2], 0.0)  # perpendicular to the vertical axis
+        return np.linalg.norm(offsets, axis=1) / (0.1 * atmosphere.moliere_radius(10000.0))
+
+    young, mature, old = radii(0.6), radii(1.0), radii(1.4)
+    # NKG at s = 1: x (1+x)^-3.5 dx / x  ->  P(> x) = (1+x)^-2.5, median 2^0.4 - 1
+    assert np.median(mature) == pytest.approx(2**0.4 - 1, rel=0.03)
+    assert np.median(young) < np.median(mature) < np.median(old)
+    assert old.max() <= 5.0 + 1e-9

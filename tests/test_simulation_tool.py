@@ -86,7 +86,7 @@ def test_same_seed_gives_identical_data_with_any_number_of_workers(tmp_path, mon
     from ctapipe_gammalearn.simulation import source
 
     # small batches, so that the 12 events come from several batches simulated in parallel
-    monkeypatch.setattr(source, "BATCH_SIZE", 8)
+    monkeypatch.setattr(source, "BATCH_SIZE", 4)
     paths = {name: tmp_path / f"{name}.dl1.h5" for name in ("serial", "parallel", "other")}
     assert _simulate(paths["serial"], *GAMMA_ARGS, "--seed=11", "--workers=1") == 0
     assert _simulate(paths["parallel"], *GAMMA_ARGS, "--seed=11", "--workers=2") == 0
@@ -99,7 +99,7 @@ def test_same_seed_gives_identical_data_with_any_number_of_workers(tmp_path, mon
         np.testing.assert_array_equal(np.asarray(a[column]), np.asarray(b[column]))
     assert not np.array_equal(np.asarray(a["true_energy"]), np.asarray(c["true_energy"]))
     n_thrown = [read_table(paths[k], "/configuration/simulation/run")["n_showers"][0] for k in ("serial", "parallel")]
-    assert n_thrown[0] == n_thrown[1] > 16
+    assert n_thrown[0] == n_thrown[1] > 8  # three batches or more
     hists = [read_table(paths[k], "/simulation/service/shower_distribution")["histogram"][0] for k in ("serial", "parallel")]
     np.testing.assert_array_equal(*hists)
     assert hists[0].sum() == n_thrown[0]

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import i0e
+from scipy.special import exp1, i0e
 
 from .atmosphere import ExponentialAtmosphere
 from .emission import EmissionPoints
@@ -15,11 +15,14 @@ SPEED_OF_LIGHT = 0.299792458  # m/ns
 
 @dataclass(frozen=True)
 class AngularModel:
-    """Angular spread of the emitting electrons around the sub-shower axis (two Gaussians, rad)."""
+    """Angular spread of the emitting electrons around the sub-shower axis (rad): a Gaussian
+    core and a tail, either a wider Gaussian or (``tail_shape="exponential"``) the exponential
+    angular distribution of Cherenkov photons in air showers (Hillas 1982; Nerling et al. 2006)."""
 
     core_sigma: float = np.deg2rad(0.45)
     tail_sigma: float = np.deg2rad(3.0)
-    tail_fraction: float = 0.35
+    tail_fraction: float = 0.7
+    tail_shape: str = "exponential"
     absorption_length: float = 1800.0  # g/cm2, Rayleigh + aerosols over 300-600 nm
 
 
@@ -31,6 +34,24 @@ def _rice_density(alpha, theta_c, sigma):
     """
     x = alpha * theta_c / sigma**2
     return i0e(x) * np.exp(-((alpha - theta_c) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
+
+
+def _exponential_density(alpha, theta_c, theta_0):
+    """Density per steradian exp(-alpha/theta_0) / (2 pi theta_0 (alpha + theta_c)), normalised.
+
+    Far from the axis it is Hillas' dN/dOmega ~ exp(-alpha/theta_0) / sin(alpha); the Cherenkov
+    angle softens the 1/alpha near the axis. Normalisation: 1 - x e^x E1(x), x = theta_c/theta_0.
+    """
+    x = theta_c / theta_0
+    norm = 1.0 - x * np.exp(x) * exp1(x)
+    return np.exp(-alpha / theta_0) / (2 * np.pi * theta_0 * (alpha + theta_c) * norm)
+
+
+def hillas_theta_0(refractivity):
+    """Hillas' width of the photons' angular distribution, 0.83 (E_thr/MeV)^-0.67 rad, from the
+    local Cherenkov threshold of electrons: the lower the air's density, the narrower."""
+    threshold_mev = 0.511 / np.sqrt(2.0 * refractivity)
+    return 0.83 * threshold_mev**-0.67
 
 
 def photons_at_telescope(
@@ -48,8 +69,12 @@ def photons_at_telescope(
     alpha = np.arccos(np.clip(cos_alpha, -1.0, 1.0))
     theta_c = atmosphere.cherenkov_angle(points.height)
     age = np.clip(points.age, 0.4, 2.0) ** 1.5
+    if model.tail_shape == "exponential":
+        tail = _exponential_density(alpha, theta_c, hillas_theta_0(atmosphere.refractivity(points.height)))
+    else:
+        tail = _rice_density(alpha, theta_c, model.tail_sigma * age)
     density = (1 - model.tail_fraction) * _rice_density(alpha, theta_c, model.core_sigma * age) + (
-        model.tail_fraction * _rice_density(alpha, theta_c, model.tail_sigma * age)
+        model.tail_fraction * tail
     )
     depth_between = atmosphere.vertical_depth(obs_level + telescope_position[2]) - atmosphere.vertical_depth(
         points.height

@@ -29,7 +29,7 @@ class DetectorResponse(TelescopeComponent):
     """
 
     photon_detection_efficiency = FloatTelescopeParameter(
-        default_value=0.07,
+        default_value=0.14,
         help="Mirror reflectivity x window x photon-detection efficiency x light-guide, 300-600 nm",
     ).tag(config=True)
     psf_sigma = FloatTelescopeParameter(

@@ -47,6 +47,7 @@ def sample_emission_points(
     photons_per_tev=2.0e8,
     lateral_scale=0.1,
     profile_shift=0.0,
+    lateral_shape="nkg",
 ):
     """Draw ``n_points`` emission points, shared among the sub-showers in proportion to energy.
 
@@ -90,19 +91,30 @@ def sample_emission_points(
         e2=e2,
     )
     # the light-density weights see the emission spread around the axis too
-    points.position = position + lateral_offsets(points, np.arange(len(points)), rng, atmosphere, lateral_scale)
+    points.position = position + lateral_offsets(
+        points, np.arange(len(points)), rng, atmosphere, lateral_scale, lateral_shape
+    )
     return points
 
 
-def lateral_offsets(points: EmissionPoints, index, rng, atmosphere, lateral_scale):
+def lateral_offsets(points: EmissionPoints, index, rng, atmosphere, lateral_scale, shape="nkg"):
     """Offsets (n, 3) of individual photons from their emission point, perpendicular to the axis.
 
-    Radial distances follow an exponential in units of the local Moliere radius, wider for
-    older shower stages, which gives the cusp-and-tail shape of the NKG distribution.
+    ``shape`` "exponential": radial distances follow an exponential in units of the local
+    Moliere radius, wider for older shower stages. "nkg": the NKG distribution of age s itself,
+    x^(s-1) (1+x)^(s-4.5) in x = r / (lateral_scale r_M), a beta-prime law: a sharper cusp
+    and a longer tail, both growing with age.
     """
     age = points.age[index]
-    scale = lateral_scale * atmosphere.moliere_radius(points.height[index]) * np.clip(age, 0.3, 2.0) ** 1.5
-    r = scale * rng.exponential(1.0, len(index))
+    moliere = atmosphere.moliere_radius(points.height[index])
+    if shape == "nkg":
+        # the tail is cut at 5 units: NKG counts all electrons, most of them below the
+        # Cherenkov threshold, and its variance diverges for old stages
+        s = np.clip(age, 0.3, 1.5)
+        b = rng.beta(s, 4.5 - 2.0 * s)
+        r = lateral_scale * moliere * np.minimum(b / np.maximum(1.0 - b, 1e-9), 5.0)
+    else:
+        r = lateral_scale * moliere * np.clip(age, 0.3, 2.0) ** 1.5 * rng.exponential(1.0, len(index))
     phi = rng.uniform(0.0, 2 * np.pi, len(index))
     return (r * np.cos(phi))[:, None] * points.e1[index] + (r * np.sin(phi))[:, None] * points.e2[index]
 

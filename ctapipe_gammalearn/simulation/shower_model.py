@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ctapipe.core import Component
-from ctapipe.core.traits import Bool, Float, Int, List
+from ctapipe.core.traits import Bool, CaselessStrEnum, Float, Int, List
 
 from .atmosphere import ExponentialAtmosphere
 from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, entry_point, hadronic_cascade
@@ -40,11 +40,23 @@ class AirShowerModel(Component):
         2.0e8, help="Cherenkov photons (300-600 nm) per TeV of electromagnetic energy, before threshold losses"
     ).tag(config=True)
     lateral_scale = Float(
-        0.11, help="Radial spread of the light-emitting electrons in units of the local Moliere radius"
+        0.1, help="Radial spread of the light-emitting electrons in units of the local Moliere radius"
+    ).tag(config=True)
+    lateral_shape = CaselessStrEnum(
+        ["exponential", "nkg"], default_value="nkg",
+        help="Radial law of the light-emitting electrons around the axis: an exponential of lateral_scale"
+        " Moliere radii widening with age, or the NKG distribution of the local age in units of lateral_scale"
+        " Moliere radii",
     ).tag(config=True)
     core_sigma = Float(0.45, help="Angular spread of the emitting electrons (core), deg").tag(config=True)
     tail_sigma = Float(3.0, help="Angular spread of the emitting electrons (tail), deg").tag(config=True)
-    tail_fraction = Float(0.35, help="Share of the angular tail").tag(config=True)
+    tail_fraction = Float(0.7, help="Share of the angular tail").tag(config=True)
+    tail_shape = CaselessStrEnum(
+        ["gaussian", "exponential"], default_value="exponential",
+        help="Shape of the angular tail: a Gaussian of tail_sigma, or Hillas' exponential angular distribution"
+        " of the photons, exp(-angle / theta_0) / (angle + Cherenkov angle) with theta_0 = 0.83 (E_thr/MeV)^-0.67"
+        " rad from the local Cherenkov threshold (tail_sigma unused)",
+    ).tag(config=True)
     profile_shift = Float(
         0.0,
         help="Greisen's profile of every sub-shower is moved this many radiation lengths earlier (its first"
@@ -98,6 +110,7 @@ class AirShowerModel(Component):
             core_sigma=np.deg2rad(self.core_sigma),
             tail_sigma=np.deg2rad(self.tail_sigma),
             tail_fraction=self.tail_fraction,
+            tail_shape=self.tail_shape,
         )
         self.hadronic = HadronicModel()
         self.electromagnetic = ElectromagneticModel(
@@ -138,7 +151,7 @@ class AirShowerModel(Component):
         n_points = int(np.clip(n_points * np.sqrt(energy), 400, 20000))
         points = sample_emission_points(
             subs, n_points, rng, self.atmosphere, obs_level, self.photons_per_tev, self.lateral_scale,
-            self.profile_shift,
+            self.profile_shift, self.lateral_shape,
         )
         cos_z = -axis[2]
         x_max = np.nan
@@ -176,7 +189,7 @@ class AirShowerModel(Component):
         index = np.repeat(np.arange(len(counts)), counts)
         points = light.points
         position = points.axis_position[index] + lateral_offsets(
-            points, index, rng, self.atmosphere, self.lateral_scale
+            points, index, rng, self.atmosphere, self.lateral_scale, self.lateral_shape
         )
         mirror = np.asarray(telescope_position, dtype=float)[None, :]
         if mirror_radius > 0:
