@@ -417,7 +417,7 @@ def test_exponential_angular_tail_is_normalised_and_follows_hillas():
         assert total[0] == pytest.approx(1.0, abs=0.01)
     atmosphere = ExponentialAtmosphere()
     # Hillas: theta_0 = 0.83 (E_thr / MeV)^-0.67 rad, ~0.1 rad at 2.2 km, narrower up where E_thr is higher
-    low, high = hillas_theta_0(atmosphere.refractivity(np.array([2200.0, 10000.0])))
+    low, high = hillas_theta_0(atmosphere.cherenkov_threshold(np.array([2200.0, 10000.0])))
     assert 0.08 < low < 0.11 and 0.06 < high < 0.08
     # relative to the Cherenkov ring, the exponential tail puts far more light 3.5 deg from the
     # axis (where the far telescopes' images come from) than the two-Gaussian default

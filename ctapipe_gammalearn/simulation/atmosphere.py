@@ -37,6 +37,10 @@ class ExponentialAtmosphere:
         """n - 1 at the given height."""
         return self.refractivity0 * np.exp(-np.asarray(height) / self.scale_height)
 
+    def cherenkov_threshold(self, height):
+        """Total energy (GeV) above which an electron emits Cherenkov light, m_e / sqrt(2 (n - 1))."""
+        return 0.511e-3 / np.sqrt(2.0 * self.refractivity(height))
+
     def cherenkov_angle(self, height):
         """Cherenkov angle of an ultra-relativistic particle, rad."""
         return np.sqrt(2.0 * self.refractivity(height))

@@ -47,10 +47,10 @@ def _exponential_density(alpha, theta_c, theta_0):
     return np.exp(-alpha / theta_0) / (2 * np.pi * theta_0 * (alpha + theta_c) * norm)
 
 
-def hillas_theta_0(refractivity):
+def hillas_theta_0(threshold):
     """Hillas' width of the photons' angular distribution, 0.83 (E_thr/MeV)^-0.67 rad, from the
-    local Cherenkov threshold of electrons: the lower the air's density, the narrower."""
-    threshold_mev = 0.511 / np.sqrt(2.0 * refractivity)
+    local Cherenkov threshold ``threshold`` (GeV): the lower the air's density, the narrower."""
+    threshold_mev = 1e3 * np.asarray(threshold)
     return 0.83 * threshold_mev**-0.67
 
 
@@ -70,7 +70,7 @@ def photons_at_telescope(
     theta_c = atmosphere.cherenkov_angle(points.height)
     age = np.clip(points.age, 0.4, 2.0) ** 1.5
     if model.tail_shape == "exponential":
-        tail = _exponential_density(alpha, theta_c, hillas_theta_0(atmosphere.refractivity(points.height)))
+        tail = _exponential_density(alpha, theta_c, hillas_theta_0(atmosphere.cherenkov_threshold(points.height)))
     else:
         tail = _rice_density(alpha, theta_c, model.tail_sigma * age)
     density = (1 - model.tail_fraction) * _rice_density(alpha, theta_c, model.core_sigma * age) + (

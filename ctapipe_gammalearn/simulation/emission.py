@@ -34,7 +34,7 @@ def threshold_factor(atmosphere, height, age=1.0, scale=0.030):
     The threshold rises with height; the electron spectrum softens with age (the typical
     electron energy ``scale`` at the maximum falls as age^2), so old showers emit little.
     """
-    threshold = 0.511e-3 / np.sqrt(2.0 * atmosphere.refractivity(height))  # GeV
+    threshold = atmosphere.cherenkov_threshold(height)
     return (1.0 + threshold * np.asarray(age) ** 2 / scale) ** -2
 
 
