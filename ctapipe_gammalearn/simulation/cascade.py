@@ -61,13 +61,15 @@ def axis_direction(alt, az):
 def perpendicular_basis(direction):
     """Two unit vectors orthogonal to each row of ``direction``."""
     dx, dy, dz = direction[:, 0], direction[:, 1], direction[:, 2]
-    # e1 = direction x helper, helper = z (or x for near-vertical axes)
+    # e1 = direction x helper, helper = z (or x for near-vertical axes); by component, as
+    # this runs for every emission point
     vertical = np.abs(dz) >= 0.9
-    e1 = np.where(vertical[:, None], np.stack([np.zeros_like(dx), dz, -dy], 1), np.stack([dy, -dx, np.zeros_like(dx)], 1))
-    e1 /= np.sqrt((e1**2).sum(axis=1))[:, None]
-    e2 = np.stack(
-        [dy * e1[:, 2] - dz * e1[:, 1], dz * e1[:, 0] - dx * e1[:, 2], dx * e1[:, 1] - dy * e1[:, 0]], 1
-    )
+    zero = np.zeros_like(dx)
+    a, b, c = np.where(vertical, zero, dy), np.where(vertical, dz, -dx), np.where(vertical, -dy, zero)
+    norm = np.sqrt(a * a + b * b + c * c)
+    a, b, c = a / norm, b / norm, c / norm
+    e1 = np.stack([a, b, c], 1)
+    e2 = np.stack([dy * c - dz * b, dz * a - dx * c, dx * b - dy * a], 1)
     return e1, e2
 
 

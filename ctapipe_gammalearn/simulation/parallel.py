@@ -11,6 +11,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 try:  # ctapipe's robust timing fit draws from this one module-level generator
     from ctapipe.fitting import FIT_RNG
@@ -46,6 +47,12 @@ def process_batch(source, process, index):
     return batch
 
 
+def _one_thread_each():
+    # ctapipe's fits call BLAS on tiny matrices: one thread per worker, or two workers'
+    # BLAS threads spin against each other on the same cores
+    threadpool_limits(1)
+
+
 def _run_batch(index):
     source, process = _WORK
     return process_batch(source, process, index)
@@ -75,7 +82,9 @@ class ParallelSimulation:
         if self.n_workers > 1:
             _WORK = (self.source, self.process)
             try:
-                self._executor = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("fork"))
+                self._executor = ProcessPoolExecutor(
+                    self.n_workers, mp_context=multiprocessing.get_context("fork"), initializer=_one_thread_each
+                )
                 # the first submissions fork every worker
                 for _ in range(self.prefetch * self.n_workers):
                     self._submit()

@@ -10,11 +10,11 @@ from .atmosphere import ExponentialAtmosphere
 from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, entry_point, hadronic_cascade
 from .cherenkov import SPEED_OF_LIGHT, AngularModel, fov_basis, ground_to_fov, photons_at_telescope
 from .em_cascade import LA_PALMA_FIELD, ElectromagneticModel, em_cascades
-from .emission import EmissionPoints, lateral_offsets, sample_emission_points, threshold_factor
+from .emission import EmissionPoints, lateral_offsets, sample_emission_points_batch, select_points, threshold_factor
 from .longitudinal import CRITICAL_ENERGY, RADIATION_LENGTH, sample_greisen_depth, shower_age
 from .optics import with_coma
 
-__all__ = ["AirShowerModel", "ShowerLight", "PRIMARY_IDS", "quick_expected_photons"]
+__all__ = ["AirShowerModel", "ShowerLight", "ShowerBatch", "PRIMARY_IDS", "quick_expected_photons"]
 
 #: CORSIKA / sim_telarray particle ids
 PRIMARY_IDS = {"gamma": 0, "electron": 1, "proton": 101}
@@ -30,6 +30,16 @@ class ShowerLight:
     x_max: float  # slant g/cm2
     h_first_int: float  # m a.s.l.
     obs_level: float  # m a.s.l.
+
+
+@dataclass
+class ShowerBatch:
+    """Several showers; the emission points of shower k are ``points[bounds[k]:bounds[k + 1]]``,
+    the same points as ``lights[k].points``."""
+
+    lights: list
+    points: EmissionPoints
+    bounds: np.ndarray
 
 
 class AirShowerModel(Component):
@@ -135,41 +145,48 @@ class AirShowerModel(Component):
 
         ``cascade``: this shower's entry of `em_cascades` when computed for a batch already.
         """
-        axis = axis_direction(alt, az)
-        core = np.array([core_x, core_y])
-        h_first = np.nan
+        return self.showers(
+            rng, particle, [energy], [alt], [az], [core_x], [core_y], obs_level, None if cascade is None else [cascade]
+        )[0]
+
+    def showers(self, rng, particle, energy, alt, az, core_x, core_y, obs_level, cascades=None) -> list:
+        """`shower` for several showers (arrays), their emission points drawn together."""
+        return self.shower_batch(rng, particle, energy, alt, az, core_x, core_y, obs_level, cascades).lights
+
+    def shower_batch(self, rng, particle, energy, alt, az, core_x, core_y, obs_level, cascades=None) -> "ShowerBatch":
+        """`showers`, with the emission points of all of them in one array as well."""
+        energy = np.asarray(energy, dtype=float)
+        subs, h_first = [], []
         if particle == "proton":
-            subs = hadronic_cascade(energy, core, axis, rng, self.atmosphere, obs_level, self.hadronic)
             n_points = 2 * self.points_per_sqrt_tev
-            if len(subs):
-                h_first = float(np.max(subs.start[:, 2]) + obs_level)
+            for e, a, z, x, y in zip(energy, alt, az, core_x, core_y):
+                sub = hadronic_cascade(e, np.array([x, y]), axis_direction(a, z), rng, self.atmosphere, obs_level, self.hadronic)
+                subs.append(sub)
+                h_first.append(float(np.max(sub.start[:, 2]) + obs_level) if len(sub) else np.nan)
         else:
-            if cascade is None:
-                cascade = self.em_cascades(rng, particle, [energy], [alt], [az], [core_x], [core_y], obs_level)[0]
-            subs, h_first = cascade
+            if cascades is None:
+                cascades = self.em_cascades(rng, particle, energy, alt, az, core_x, core_y, obs_level)
+            subs = [c[0] for c in cascades]
+            h_first = [c[1] for c in cascades]
             n_points = self.points_per_sqrt_tev
-        n_points = int(np.clip(n_points * np.sqrt(energy), 400, 20000))
-        points = sample_emission_points(
+        n_points = np.clip(n_points * np.sqrt(energy), 400, 20000).astype(int)
+        points, bounds = sample_emission_points_batch(
             subs, n_points, rng, self.atmosphere, obs_level, self.photons_per_tev, self.lateral_scale,
             self.profile_shift, self.lateral_shape,
         )
-        cos_z = -axis[2]
-        x_max = np.nan
-        if len(points):
-            slant = self.atmosphere.vertical_depth(points.height) / cos_z
-            hist, edges = np.histogram(slant, bins=np.arange(0.0, slant.max() + 20.0, 20.0))
-            x_max = float(edges[np.argmax(hist)] + 10.0)
-        return ShowerLight(
-            points=points, axis=axis, core=np.array([core_x, core_y, 0.0]), x_max=x_max, h_first_int=h_first, obs_level=obs_level
-        )
-
-    def expected_photons(self, light: ShowerLight, telescope_position, mirror_area, obs_level):
-        """Expected photons on the mirror from each emission point."""
-        if len(light.points) == 0:
-            return np.zeros(0)
-        return photons_at_telescope(
-            light.points, telescope_position, mirror_area, self.atmosphere, obs_level, self.angular
-        )
+        x_max = _depth_of_maximum(self.atmosphere, points, bounds, axis_direction(alt, az)[..., 2])
+        lights = [
+            ShowerLight(
+                points=select_points(points, bounds[k], bounds[k + 1]),
+                axis=axis_direction(alt[k], az[k]),
+                core=np.array([core_x[k], core_y[k], 0.0]),
+                x_max=x_max[k],
+                h_first_int=h_first[k],
+                obs_level=obs_level,
+            )
+            for k in range(len(energy))
+        ]
+        return ShowerBatch(lights=lights, points=points, bounds=bounds)
 
     def photoelectrons(
         self, rng, light: ShowerLight, per_point_pe, n_pe, telescope_position, pointing, mirror_radius=0.0,
@@ -188,7 +205,7 @@ class AirShowerModel(Component):
         counts = rng.multinomial(n_pe, per_point_pe / per_point_pe.sum())
         index = np.repeat(np.arange(len(counts)), counts)
         points = light.points
-        position = points.axis_position[index] + lateral_offsets(
+        position = np.take(points.axis_position, index, axis=0) + lateral_offsets(
             points, index, rng, self.atmosphere, self.lateral_scale, self.lateral_shape
         )
         mirror = np.asarray(telescope_position, dtype=float)[None, :]
@@ -211,7 +228,7 @@ class AirShowerModel(Component):
             fov_lon, fov_lat = fov_lon * image_scale, fov_lat * image_scale
         # the particle front moves down the primary axis at c; light follows at c/n
         along_axis = (position - light.core[None, :]) @ (-light.axis)
-        refractivity = self.atmosphere.refractivity(0.5 * (points.height[index] + light.obs_level))
+        refractivity = self.atmosphere.refractivity(0.5 * (np.take(points.height, index) + light.obs_level))
         time = (-along_axis + distance * (1.0 + refractivity)) / SPEED_OF_LIGHT
         return fov_lon, fov_lat, time
 
@@ -234,6 +251,19 @@ class AirShowerModel(Component):
         density = self.muons_per_tev * np.asarray(energy) ** 0.85 / (2 * np.pi * scale**2)
         area = np.pi * (self.muon_impact_max * mirror_radius) ** 2
         return 1.0 - np.exp(-density * np.exp(-np.asarray(core_distance) / scale) * area)
+
+
+def _depth_of_maximum(atmosphere, points, bounds, axis_z, step=20.0):
+    """Slant depth (g/cm2) of the most emission points of each shower: the centre of the fullest
+    ``step``-wide bin; nan for a shower without points."""
+    n_showers = len(bounds) - 1
+    counts = np.diff(bounds)
+    owner = np.repeat(np.arange(n_showers), counts)
+    cos_z = np.take(-np.asarray(axis_z, dtype=float).reshape(-1), owner)
+    depth_bin = (atmosphere.vertical_depth(points.height) / cos_z // step).astype(int)
+    n_bins = int(depth_bin.max()) + 1 if len(depth_bin) else 1
+    hist = np.bincount(owner * n_bins + depth_bin, minlength=n_showers * n_bins).reshape(n_showers, n_bins)
+    return np.where(counts > 0, np.argmax(hist, axis=1) * step + 0.5 * step, np.nan)
 
 
 def quick_expected_photons(

@@ -35,6 +35,8 @@ from ctapipe.core.traits import Bool, CaselessStrEnum, Float, Int, Path
 from ctapipe.io import DataLevel, EventSource
 
 from .detector import DetectorResponse
+from .cherenkov import photons_at_telescope
+from .emission import select_where
 from .muons import muon_ring_photons
 from .sampling import fov_to_altaz, sample_core, sample_direction_in_cone, sample_power_law
 from .shower_model import PRIMARY_IDS, AirShowerModel, quick_expected_photons
@@ -46,6 +48,8 @@ __all__ = ["AirShowerSimEventSource", "SimulatedBatch"]
 REFERENCE_TIME = Time("2024-01-01T00:00:00", scale="utc")
 N_HIST_ENERGY_BINS = 120
 N_HIST_CORE_BINS = 50
+#: composed once: building it anew for every event is slow
+GRAMMAGE = u.g / u.cm**2
 #: primaries thrown and screened together
 BATCH_SIZE = 256
 
@@ -91,8 +95,9 @@ class AirShowerSimEventSource(EventSource):
     min_telescopes = Int(1, help="Telescopes that must trigger for a subarray trigger").tag(config=True)
     obs_id = Int(None, allow_none=True, help="Observation id; default: seed + 1").tag(config=True)
     write_true_image = Bool(True, help="Fill the per-telescope true p.e. images").tag(config=True)
+    # LST-1 default trigger: none of ~4000 gamma and proton images expecting 30-40 p.e. triggered
     min_expected_pe = Float(
-        30.0, help="Telescopes expecting fewer p.e. than this are not simulated further (cannot trigger)"
+        40.0, help="Telescopes expecting fewer p.e. than this are not simulated further (cannot trigger)"
     ).tag(config=True)
     max_pe = Int(300_000, help="Cap of simulated p.e. per telescope (brighter images are scaled)").tag(config=True)
 
@@ -243,13 +248,38 @@ class AirShowerSimEventSource(EventSource):
         core_x, core_y = sample_core(rng, self.core_max, size)
         return energy, alt, az, core_x, core_y
 
-    def _telescope_image(self, rng, tel_id, light, muon):
-        """DL1-like camera image of one telescope, or None if nothing can trigger it."""
+    def _expected_pe(self, showers, candidates):
+        """Expected p.e. of every emission point of ``showers`` in each telescope (index j of
+        the tel_ids), computed for the points of the showers that are candidates there
+        (``candidates``: showers x telescopes), zero for the others."""
+        counts = np.diff(showers.bounds)
+        expected = {}
+        for j, tel_id in enumerate(self._tel_index):
+            if not candidates[:, j].any():
+                continue
+            selected = np.repeat(candidates[:, j], counts)
+            points = select_where(showers.points, selected)
+            pe = np.zeros(len(selected))
+            pe[selected] = self._expected_pe_of(points, tel_id)
+            expected[j] = pe
+        return expected
+
+    def _expected_pe_of(self, points, tel_id):
+        i = self._tel_index[tel_id]
+        photons = photons_at_telescope(
+            points, self._tel_positions[i], self._mirror_areas[i], self.shower_model.atmosphere,
+            self.observation_level, self.shower_model.angular,
+        )
+        return photons * self.detector.photon_detection_efficiency.tel[tel_id]
+
+    def _telescope_image(self, rng, tel_id, light, muon, expected=None):
+        """DL1-like camera image of one telescope, or None if nothing can trigger it.
+        ``expected``: the expected p.e. of each emission point there, when known."""
         model, detector = self.shower_model, self.detector
         i = self._tel_index[tel_id]
-        position, area, radius = self._tel_positions[i], self._mirror_areas[i], self._mirror_radii[i]
-        expected = model.expected_photons(light, position, area, self.observation_level)
-        expected = expected * detector.photon_detection_efficiency.tel[tel_id]
+        position, radius = self._tel_positions[i], self._mirror_radii[i]
+        if expected is None:
+            expected = self._expected_pe_of(light.points, tel_id)
         total = float(expected.sum())
         if total < self.min_expected_pe and not muon:
             return None
@@ -304,7 +334,8 @@ class AirShowerSimEventSource(EventSource):
     def _impact_distance(self, light):
         """Perpendicular distance of each telescope from the shower axis, m."""
         rel = self._tel_positions - light.core[None, :]
-        return np.linalg.norm(np.cross(rel, light.axis[None, :]), axis=1)
+        along = rel @ light.axis
+        return np.sqrt(np.maximum((rel**2).sum(axis=1) - along**2, 0.0))
 
     def _generator(self):
         yield from self.collect(self.simulate_batch(index) for index in itertools.count())
@@ -319,8 +350,9 @@ class AirShowerSimEventSource(EventSource):
         tel_ids = list(self._tel_index)
         positions, areas = self._tel_positions[:, :2], self._mirror_areas
         efficiency = np.array([self.detector.photon_detection_efficiency.tel[t] for t in tel_ids])
-        # screening margin: the quick estimate is rough, protons more so
-        margin = 0.25 if self.particle == "proton" else 0.5
+        # screening margin: the quick estimate is rough, protons more so; triggered events
+        # occur down to 15 (protons 7.5) quick p.e., so that is where the default screens
+        margin = 0.1875 if self.particle == "proton" else 0.375
         batch = self._sample_primaries(rng, BATCH_SIZE)
         quick = quick_expected_photons(
             self.shower_model, rng, self.particle, *batch, self._tel_positions, areas, self.observation_level
@@ -334,21 +366,16 @@ class AirShowerSimEventSource(EventSource):
             muons = np.zeros((BATCH_SIZE, len(tel_ids)), dtype=bool)
         candidates = (quick >= margin * self.min_expected_pe) | muons
         todo = np.flatnonzero(candidates.any(axis=1))
-        cascades = {}
-        if self.particle != "proton":
-            cascades = dict(zip(todo, self.shower_model.em_cascades(
-                rng, self.particle, *(b[todo] for b in batch), self.observation_level
-            )))
+        showers = self.shower_model.shower_batch(rng, self.particle, *(b[todo] for b in batch), self.observation_level)
+        expected = self._expected_pe(showers, candidates[todo])
         events = []
-        for i in todo:
+        for k, (i, light) in enumerate(zip(todo, showers.lights)):
             energy, alt, az, core_x, core_y = (float(b[i]) for b in batch)
-            light = self.shower_model.shower(
-                rng, self.particle, energy, alt, az, core_x, core_y, self.observation_level, cascades.get(i)
-            )
             images = {}
             for j in np.flatnonzero(candidates[i]):
                 tel_id = tel_ids[j]
-                image = self._telescope_image(rng, tel_id, light, muons[i, j])
+                per_point = expected[j][showers.bounds[k]:showers.bounds[k + 1]]
+                image = self._telescope_image(rng, tel_id, light, muons[i, j], per_point)
                 if image is not None and self.detector.triggered(tel_id, image):
                     images[tel_id] = image
             if len(images) >= max(self.min_telescopes, 1):
@@ -413,8 +440,8 @@ class AirShowerSimEventSource(EventSource):
                     core_x=core_x * u.m,
                     core_y=core_y * u.m,
                     h_first_int=light.h_first_int * u.m,
-                    x_max=light.x_max * u.g / u.cm**2,
-                    starting_grammage=0.0 * u.g / u.cm**2,
+                    x_max=light.x_max * GRAMMAGE,
+                    starting_grammage=0.0 * GRAMMAGE,
                     shower_primary_id=PRIMARY_IDS[self.particle],
                 )
             ),
