@@ -25,7 +25,7 @@ import torch
 
 from _common import lstcam_telescope, median_time
 
-from ctapipe_gammalearn.export import example_inputs, export_model
+from ctapipe_gammalearn.nn.export import example_inputs, export_model
 from ctapipe_gammalearn.lattice import Lattice
 from ctapipe_gammalearn.nn import PRESETS, GammaPhysNet
 from ctapipe_gammalearn.nn.flops import count_flops

@@ -29,7 +29,7 @@ def export_models(path, preset, workdir):
 
     from ctapipe.io import EventSource
 
-    from ctapipe_gammalearn.export import export_model
+    from ctapipe_gammalearn.nn.export import export_model
     from ctapipe_gammalearn.lattice import Lattice
     from ctapipe_gammalearn.nn import GammaPhysNet
 

@@ -46,7 +46,7 @@ def matmul_peak_gflops(n=1024, repeats=5):
 
 
 def loader_rate(cache, batch_size, repeats):
-    from ctapipe_gammalearn.data import BatchStream
+    from ctapipe_gammalearn.training.stream import BatchStream
 
     stream = BatchStream(cache, np.arange(len(cache)), batch_size=batch_size, seed=0)
     rates = []
@@ -61,7 +61,7 @@ def loader_rate(cache, batch_size, repeats):
 def train_rate(cache, lattice, preset, batch_size, steps, repeats):
     import torch
 
-    from ctapipe_gammalearn.data import BatchStream
+    from ctapipe_gammalearn.training.stream import BatchStream
     from ctapipe_gammalearn.nn.flops import count_flops
     from ctapipe_gammalearn.nn.physnet import GammaPhysNet
     from ctapipe_gammalearn.training.balancing import make_balancer
@@ -115,7 +115,8 @@ print(json.dumps(dict(n_events=len(cache), peak_mb=peak / 1024, import_mb=base /
 
 
 def epoch_memory(cache_path, batch_size=64):
-    from ctapipe_gammalearn.data import BatchStream, EventCache
+    from ctapipe_gammalearn.data import EventCache
+    from ctapipe_gammalearn.training.stream import BatchStream
 
     cache = EventCache(cache_path)
     before = rss_anon_mb()

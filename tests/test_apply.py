@@ -13,7 +13,7 @@ from ctapipe.tools.process import ProcessorTool
 from tiny_models import TinyNet, lattice_of
 
 from ctapipe_gammalearn.dl2 import CLASSIFIER_PREFIX, ENERGY_PREFIX, GEOMETRY_PREFIX
-from ctapipe_gammalearn.export import export_model
+from ctapipe_gammalearn.nn.export import export_model
 from ctapipe_gammalearn.tools.apply import ApplyGammaPhysNet
 
 CONFIG = files("ctapipe_gammalearn") / "resources" / "gammalearn.yaml"

@@ -9,9 +9,9 @@ import tables
 import torch
 from astropy.table import Table
 
+from ctapipe_gammalearn.training.augment import Augmentation
+from ctapipe_gammalearn.training.stream import BatchStream
 from ctapipe_gammalearn.data import (
-    Augmentation,
-    BatchStream,
     DL1InputError,
     InputFile,
     TrainingQualityQuery,

@@ -9,7 +9,7 @@ import torch
 from tiny_models import TinyNet, lattice_of
 
 from ctapipe_gammalearn import __version__
-from ctapipe_gammalearn.export import (
+from ctapipe_gammalearn.nn.export import (
     ONNX_IR_VERSION,
     ExportError,
     example_inputs,

@@ -15,7 +15,7 @@ from tiny_models import TinyNet, lattice_of
 
 from ctapipe_gammalearn.compat import PARTICLE_TYPE_KEY
 from ctapipe_gammalearn.dl2 import CLASSIFIER_PREFIX, ENERGY_PREFIX, GEOMETRY_PREFIX
-from ctapipe_gammalearn.export import export_model
+from ctapipe_gammalearn.nn.export import export_model
 from ctapipe_gammalearn.reco import GammaPhysNetReconstructor
 from ctapipe_gammalearn.tools.export import ExportTool
 

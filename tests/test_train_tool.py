@@ -79,7 +79,7 @@ def test_real_dl1_end_to_end(real_run):
 
 def test_checkpoint_contract(real_run):
     """The checkpoint holds what docs/architecture.md promises and export_checkpoint reads it."""
-    from ctapipe_gammalearn.export import export_checkpoint
+    from ctapipe_gammalearn.nn.export import export_checkpoint
     from ctapipe_gammalearn.training.checkpoint import load_checkpoint
 
     _, out = real_run

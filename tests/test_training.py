@@ -255,7 +255,7 @@ def tiny_setup(lst1_subarray):
 
 
 def make_trainer(tiny_setup, tmp_path, balancing="fixed", lr=1e-3, **kwargs):
-    from ctapipe_gammalearn.data import BatchStream
+    from ctapipe_gammalearn.training.stream import BatchStream
     from ctapipe_gammalearn.training.loop import Trainer
     from ctapipe_gammalearn.training.setup import make_optimizer
 

@@ -42,7 +42,7 @@ def lattice_of(geometry):
 
 def export_tiny(subarray, telescope_type, stem, seed=0):
     """Export a TinyNet for one telescope type of a subarray; returns the export dict."""
-    from ctapipe_gammalearn.export import export_model
+    from ctapipe_gammalearn.nn.export import export_model
 
     tel = next(t for t in subarray.telescope_types if str(t) == str(telescope_type))
     geometry = tel.camera.geometry

@@ -20,22 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modelcard import CLASS_NAMES
+from ..presets import PRESETS
 from .moments import ImageMoments
 from .layers import DualAttention, LatticeBatchNorm, LatticeConv, from_grid, lattice_pool, pixel_sum, to_grid
 
 __all__ = ["GammaPhysNet", "PRESETS", "TARGET_SCALE", "TARGET_OFFSET", "ResidualBlock"]
-
-#: timm-like presets; any key can be overridden in the constructor
-PRESETS = {
-    # for tests, the quickstart and CPU training
-    "small": dict(
-        channels=(8, 16, 32), blocks=(1, 1, 1), pool_steps=2, head_hidden=64, attention_reduction=4, cleaning=(8.0, 4.0)
-    ),
-    # GammaLearn-sized: 16/32/64 channels, three stages of three blocks
-    "paper": dict(
-        channels=(16, 32, 64), blocks=(3, 3, 3), pool_steps=2, head_hidden=64, attention_reduction=4, cleaning=(8.0, 4.0)
-    ),
-}
 
 #: physical = offset + scale * normalised (units of the outputs: log10(E/TeV), deg, m)
 TARGET_SCALE = {"log10_energy": 1.0, "fov_offset": 1.0, "impact": 100.0}

@@ -4,6 +4,8 @@ from ctapipe.core import Provenance, Tool
 from ctapipe.core.tool import ToolConfigurationError
 from ctapipe.core.traits import Bool, CaselessStrEnum, Integer, Path, Unicode, flag
 
+from ..presets import PRESET_NAMES
+
 __all__ = ["ExportTool", "main"]
 
 
@@ -58,7 +60,7 @@ class ExportTool(Tool):
         allow_none=True,
         help="with --init-random: str(TelescopeDescription), e.g. LST_LST_LSTCam; 'all': one per type",
     ).tag(config=True)
-    preset = CaselessStrEnum(["small", "paper"], default_value="small", help="network preset").tag(
+    preset = CaselessStrEnum(PRESET_NAMES, default_value="small", help="network preset").tag(
         config=True
     )
     seed = Integer(0, help="with --init-random: torch seed of the initial weights").tag(config=True)
@@ -97,7 +99,7 @@ class ExportTool(Tool):
     def _random_exports(self):
         import torch
 
-        from ..export import export_model
+        from ..nn.export import export_model
         from ..lattice import Lattice
         from ..nn import GammaPhysNet
 
@@ -133,7 +135,7 @@ class ExportTool(Tool):
             )
 
     def start(self):
-        from ..export import ExportError, export_checkpoint
+        from ..nn.export import ExportError, export_checkpoint
 
         try:
             if self.init_random:

@@ -12,8 +12,6 @@ from ctapipe.core.traits import Path as PathTrait
 
 from .. import __version__
 from ..data import (
-    Augmentation,
-    BatchStream,
     DL1InputError,
     InputFile,
     TrainingQualityQuery,
@@ -23,6 +21,7 @@ from ..data import (
     split_groups,
 )
 from ..modelcard import CLASS_NAMES
+from ..presets import PRESET_NAMES
 
 __all__ = ["TrainGammaPhysNet", "main"]
 
@@ -71,7 +70,7 @@ class TrainGammaPhysNet(Tool):
     telescope_type = Unicode(
         default_value=None, allow_none=True, help="str(TelescopeDescription) to train; default: the only one present"
     ).tag(config=True)
-    preset = CaselessStrEnum(["small", "paper"], default_value="small", help="γ-PhysNet size preset").tag(config=True)
+    preset = CaselessStrEnum(PRESET_NAMES, default_value="small", help="γ-PhysNet size preset").tag(config=True)
     model_options = Dict(default_value={}, help="overrides of the preset, e.g. {'channels': [4, 8]}").tag(config=True)
     epochs = Int(10, help="number of epochs (including resumed ones)").tag(config=True)
     batch_size = Int(64, help="images per batch and process").tag(config=True)
@@ -256,6 +255,8 @@ class TrainGammaPhysNet(Tool):
         from ..training.losses import TASKS, MultitaskLoss
         from ..training.report import jsonable
         from ..training.setup import amp_dtype, make_optimizer, make_scheduler
+        from ..training.augment import Augmentation
+        from ..training.stream import BatchStream
 
         torch.manual_seed(self.seed)
         device = choose_device(self.device, self.context.local_rank)
@@ -366,7 +367,7 @@ class TrainGammaPhysNet(Tool):
         self.context.close()
 
     def _write_products(self):
-        from ..export import export_model
+        from ..nn.export import export_model
         from ..training.checkpoint import load_checkpoint
         from ..training.plots import plot_losses, plot_performance
         from ..training.report import write_json

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "REQUIRED_KEYS"]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .modelcard import CARD_KEY, INPUT_NAMES, OUTPUT_NAMES, ModelCard
+from .. import __version__
+from ..modelcard import CARD_KEY, INPUT_NAMES, OUTPUT_NAMES, ModelCard
 
 __all__ = [
     "ExportError",
@@ -210,7 +210,7 @@ def export_model(
 
 def check_parity(model, onnx_path, n_pixels, batch=3, seed=1):
     """Largest relative difference of the ONNX file (onnxruntime, CPU) vs eager torch."""
-    from .runtime import OnnxRuntime
+    from ..runtime import OnnxRuntime
 
     # another batch size than the export example: checks the dynamic batch axis
     image, peak_time = example_inputs(n_pixels, batch=batch, seed=seed)
@@ -222,8 +222,8 @@ def check_parity(model, onnx_path, n_pixels, batch=3, seed=1):
 
 def export_checkpoint(checkpoint_path, output_stem, opset=17, overwrite=False):
     """Export a training checkpoint (see docs/architecture.md) to ONNX + TorchScript."""
-    from .lattice import Lattice
-    from .nn.physnet import GammaPhysNet
+    from ..lattice import Lattice
+    from .physnet import GammaPhysNet
 
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
