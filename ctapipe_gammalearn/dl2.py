@@ -13,9 +13,11 @@ from ctapipe.containers import (
     ReconstructedEnergyContainer,
     ReconstructedGeometryContainer,
 )
+from ctapipe.io.hdf5dataformat import DL2_SUBARRAY_GROUP, DL2_TEL_GROUP
 from ctapipe.reco.reconstructor import ReconstructionProperty
 from ctapipe.reco.utils import add_defaults_and_meta
 
+from .compat import PARTICLE_TYPE_KEY
 from .modelcard import GAMMA_CLASS_INDEX
 from .targets import fov_offset_to_altaz, log10_energy_sigma_to_energy_uncert, target_to_energy
 
@@ -32,6 +34,7 @@ __all__ = [
     "dl2_columns",
     "columns_to_table",
     "columns_to_container",
+    "dl2_group",
 ]
 
 ENERGY_PREFIX = "GammaPhysNetEnergy"
@@ -220,3 +223,14 @@ def columns_to_container(prop, columns, row):
     container = CONTAINERS[prop](**values)
     container.prefix = f"{PREFIXES[prop]}_tel"
     return container
+
+
+def dl2_group(prop, telescope):
+    """HDF5 group of a property's tables, where ctapipe-process writes them.
+
+    ``/dl2/event/telescope/<property>/<prefix>`` (one ``tel_NNN`` table per
+    telescope) or ``/dl2/event/subarray/<property>/<prefix>``; the particle-type
+    group is ``classification`` before ctapipe 0.29.
+    """
+    name = PARTICLE_TYPE_KEY if prop is ReconstructionProperty.PARTICLE_TYPE else str(prop)
+    return f"{DL2_TEL_GROUP if telescope else DL2_SUBARRAY_GROUP}/{name}/{PREFIXES[prop]}"

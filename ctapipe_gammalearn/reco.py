@@ -2,29 +2,35 @@
 
 Per telescope event it fills ``event.dl2.tel[i].energy/<particle type>/geometry``
 under the prefixes of `ctapipe_gammalearn.dl2`, and their stereo mean into
-``event.dl2.stereo``. Inference runs on onnxruntime; torch is not needed.
+``event.dl2.stereo``. ``predict_table`` does the same for a table of
+telescope events (ctapipe's table API, used by ``ctapipe-apply-gammalearn``);
+both go through one prediction function. Inference runs on onnxruntime; torch
+is not needed.
 """
 
 from collections import defaultdict
 
 import astropy.units as u
 import numpy as np
-from ctapipe.core import Provenance, QualityQuery
+from ctapipe.core import Provenance, QualityQuery, Tool
 from ctapipe.core.tool import ToolConfigurationError
 from ctapipe.core.traits import Integer, List, Path, Unicode
-from ctapipe.io import DataLevel
+from ctapipe.io import DataLevel, EventSource
 from ctapipe.reco import Reconstructor
+from ctapipe.reco.reconstructor import ReconstructionProperty
 from ctapipe.reco.stereo_combination import StereoMeanCombiner
 
 from .compat import PARTICLE_TYPE_KEY, telescope_pointing
-from .dl2 import CONTAINERS, PREFIXES, columns_to_container, dl2_columns
+from .dl2 import PREFIXES, columns_to_container, columns_to_table, dl2_columns
 from .lattice import geometry_fingerprint
-from .runtime import load_model
+from .modelcard import OUTPUT_NAMES, OUTPUTS
+from .runtime import DEFAULT_BATCH_SIZE, load_model
 
 __all__ = [
     "GammaPhysNetQualityQuery",
     "GammaPhysNetReconstructor",
     "MissingImagesError",
+    "REPROCESS_HINT",
     "match_models",
 ]
 
@@ -35,11 +41,17 @@ _DL2_KEYS = {
     "GEOMETRY": "geometry",
 }
 _IMAGE_LEVELS = (DataLevel.R0, DataLevel.R1, DataLevel.DL0, DataLevel.DL1_IMAGES)
+#: columns that identify a telescope event, first in every output table
+_EVENT_KEYS = ("obs_id", "event_id", "tel_id")
 REPROCESS_HINT = "reprocess it with ctapipe-process --write-images (GammaPhysNet needs DL1 images)"
 
 
 class MissingImagesError(ToolConfigurationError):
     """Input without DL1 images."""
+
+
+def _no_images_in(where):
+    return MissingImagesError(f"{where}: the file has no DL1 images; {REPROCESS_HINT}")
 
 
 class GammaPhysNetQualityQuery(QualityQuery):
@@ -107,15 +119,19 @@ def match_models(runtimes, subarray):
     return matched
 
 
-def _find_event_source(component):
-    """The EventSource of the Tool this component belongs to, if any."""
-    seen = 0
-    while component is not None and seen < 10:
-        source = getattr(component, "event_source", None)
-        if source is not None:
-            return source
-        component = getattr(component, "parent", None)
-        seen += 1
+def _running_event_source(component):
+    """The EventSource of the Tool running ``component``, where that Tool says.
+
+    ctapipe-process builds reconstructors through its ShowerProcessor (so the
+    Tool is the parent or the grandparent) and keeps its source in the public
+    attribute ``event_source``. Looking there lets a reconstructor refuse an
+    input without images before the DataWriter creates the output file.
+    """
+    parent = component.parent
+    for candidate in (parent, getattr(parent, "parent", None)):
+        if isinstance(candidate, Tool):
+            source = getattr(candidate, "event_source", None)
+            return source if isinstance(source, EventSource) else None
     return None
 
 
@@ -142,6 +158,8 @@ class GammaPhysNetReconstructor(Reconstructor):
         help="Threads for inference per model; None: the runtime's default (all cores)",
     ).tag(config=True)
 
+    batch_size = Integer(DEFAULT_BATCH_SIZE, help="Images per inference call").tag(config=True)
+
     providers = List(
         Unicode(),
         default_value=[],
@@ -154,93 +172,239 @@ class GammaPhysNetReconstructor(Reconstructor):
     def __init__(self, subarray, atmosphere_profile=None, **kwargs):
         super().__init__(subarray=subarray, atmosphere_profile=atmosphere_profile, **kwargs)
         self.quality_query = GammaPhysNetQualityQuery(parent=self)
-        self._check_input_has_images()
-        if not self.model_paths:
-            raise ToolConfigurationError(
-                "GammaPhysNetReconstructor.model_paths is empty: give at least one exported model"
-            )
-        n_threads = self.n_threads if self.n_threads is not None else self.n_jobs
-        self.runtimes = [
-            load_model(path, providers=self.providers or None, n_threads=n_threads)
-            for path in self.model_paths
-        ]
-        for path in self.model_paths:
-            Provenance().add_input_file(str(path), role="GammaPhysNet model", add_meta=False)
+        self._check_source_has_images()
+        self.runtimes = self._load_models()
         self.tel_runtime = match_models(self.runtimes, subarray)
-        positions = subarray.positions
-        self._tel_xy = {tel_id: positions[tel_id][:2].to(u.m) for tel_id in subarray.tel}
         without = sorted({str(subarray.tel[t]) for t, r in self.tel_runtime.items() if r is None})
         if without:
             self.log.warning("No GammaPhysNet model for %s: predictions will be invalid", without)
-
+        self._tels_with_model = np.array([t for t, r in self.tel_runtime.items() if r is not None])
+        self._n_pixels = {t: tel.camera.geometry.n_pixels for t, tel in subarray.tel.items()}
         self.stereo_combiners = {
             prop: StereoMeanCombiner(
                 prefix=prefix,
                 property=prop,
                 parent=self,
-                **({"log_target": True} if prop.name == "ENERGY" else {}),
+                **({"log_target": True} if prop is ReconstructionProperty.ENERGY else {}),
             )
             for prop, prefix in PREFIXES.items()
         }
 
-    def _check_input_has_images(self):
-        source = _find_event_source(self.parent)
-        if source is None or not hasattr(source, "datalevels"):
-            return
-        if not any(level in source.datalevels for level in _IMAGE_LEVELS):
-            url = getattr(source, "input_url", "input")
-            raise MissingImagesError(f"{url}: the file has no DL1 images; {REPROCESS_HINT}")
+    def _check_source_has_images(self):
+        source = _running_event_source(self)
+        if source is not None and not any(level in source.datalevels for level in _IMAGE_LEVELS):
+            raise _no_images_in(source.input_url)
+
+    def _load_models(self):
+        if not self.model_paths:
+            raise ToolConfigurationError(
+                "GammaPhysNetReconstructor.model_paths is empty: give at least one exported model"
+            )
+        n_threads = self.n_threads if self.n_threads is not None else self.n_jobs
+        runtimes = [
+            load_model(path, providers=self.providers or None, n_threads=n_threads)
+            for path in self.model_paths
+        ]
+        for path in self.model_paths:
+            Provenance().add_input_file(str(path), role="GammaPhysNet model", add_meta=False)
+        return runtimes
+
+    def predict_table(self, key, table):
+        """DL2 tables per property for telescope events of one telescope type.
+
+        ``key`` is the telescope type, as for ctapipe's reconstructors; the
+        model is chosen per row from ``tel_id``, so the table may mix
+        telescopes of that type. Every row gets a result, ``is_valid`` False
+        where the telescope has no model or fails the quality query.
+
+        Returns
+        -------
+        dict[ReconstructionProperty, Table]
+            ``obs_id, event_id, tel_id`` and ``<prefix>_tel_<field>``, rows as in ``table``
+        """
+        if "image" not in table.colnames:
+            raise _no_images_in(table.meta.get("input_url", f"table for {key}"))
+        tel_ids = np.asarray(table["tel_id"])
+        pointing_alt, pointing_az = _table_pointing(table)
+        columns = self._predict_columns(
+            tel_ids=tel_ids,
+            image=table["image"],
+            peak_time=_table_peak_time(table),
+            pointing_alt=pointing_alt,
+            pointing_az=pointing_az,
+            passes_quality=self._table_quality(table, np.isin(tel_ids, self._tels_with_model)),
+        )
+        return {prop: _keyed_table(prop, values, table) for prop, values in columns.items()}
+
+    def _table_quality(self, table, has_model):
+        """Quality verdict per row; asked only for rows with a model, as in the event loop."""
+        if has_model.all():
+            return np.asarray(self.quality_query.get_table_mask(table), dtype=bool)
+        passes = np.zeros(len(table), dtype=bool)
+        if has_model.any():
+            passes[has_model] = self.quality_query.get_table_mask(table[has_model])
+        return passes
+
+    def __call__(self, event):
+        tel_ids = sorted(event.trigger.tels_with_trigger)
+        by_n_pixels = defaultdict(list)  # images stack only within one pixel count
+        for tel_id in tel_ids:
+            by_n_pixels[self._n_pixels[tel_id]].append(tel_id)
+        for ids in by_n_pixels.values():
+            self._predict_event_telescopes(event, ids)
+        for combiner in self.stereo_combiners.values():
+            combiner(event)
+
+    def _predict_event_telescopes(self, event, tel_ids):
+        """Fill ``event.dl2.tel`` of telescopes with one pixel count."""
+        has_model = np.isin(tel_ids, self._tels_with_model)
+        passes_quality = np.array(
+            [has and self._passes_quality(event.dl1.tel[t].parameters) for t, has in zip(tel_ids, has_model)],
+            dtype=bool,
+        )
+        image, peak_time = self._event_images(event, tel_ids, passes_quality)
+        pointing = [telescope_pointing(event, t) for t in tel_ids]
+        columns = self._predict_columns(
+            tel_ids=np.array(tel_ids),
+            image=image,
+            peak_time=peak_time,
+            pointing_alt=u.Quantity([alt for alt, _ in pointing]),
+            pointing_az=u.Quantity([az for _, az in pointing]),
+            passes_quality=passes_quality,
+        )
+        for row, tel_id in enumerate(tel_ids):
+            for prop, values in columns.items():
+                container = columns_to_container(prop, values, row)
+                getattr(event.dl2.tel[tel_id], _DL2_KEYS[prop.name])[PREFIXES[prop]] = container
+
+    def _event_images(self, event, tel_ids, needed):
+        """(n, n_pixels) images and peak times; NaN where no prediction is needed."""
+        n_pixels = self._n_pixels[tel_ids[0]]
+        image = np.full((len(tel_ids), n_pixels), np.nan, dtype=np.float32)
+        peak_time = np.full_like(image, np.nan)
+        for row in np.flatnonzero(needed):
+            dl1 = event.dl1.tel[tel_ids[row]]
+            if dl1.image is None:
+                where = event.meta.get("input_url", "input")
+                raise MissingImagesError(
+                    f"{where}, event {event.index.event_id}: no DL1 image; {REPROCESS_HINT}"
+                )
+            image[row] = dl1.image
+            if dl1.peak_time is not None:
+                peak_time[row] = dl1.peak_time
+        return image, peak_time
 
     def _passes_quality(self, parameters):
         features = parameters.as_dict(recursive=True, flatten=True, add_prefix=True)
         return bool(all(self.quality_query(**features)))
 
-    def __call__(self, event):
-        tel_ids = sorted(event.trigger.tels_with_trigger)
-        groups = defaultdict(list)
-        for tel_id in tel_ids:
-            runtime = self.tel_runtime.get(tel_id)
-            dl1 = event.dl1.tel[tel_id]
-            if runtime is None or not self._passes_quality(dl1.parameters):
-                continue
-            if dl1.image is None:
-                raise MissingImagesError(f"event {event.index.event_id}: no DL1 image; {REPROCESS_HINT}")
-            groups[runtime].append(tel_id)
+    def _predict_columns(self, tel_ids, image, peak_time, pointing_alt, pointing_az, passes_quality):
+        """The one prediction path of `__call__` and `predict_table`.
 
-        predicted = set()
-        for runtime, ids in groups.items():
-            image = np.stack([event.dl1.tel[t].image for t in ids])
-            peak_time = np.stack([_peak_time(event.dl1.tel[t], image.shape[1]) for t in ids])
-            outputs = runtime.predict(image, peak_time)
-            pointing = [telescope_pointing(event, t) for t in ids]
+        Parameters
+        ----------
+        tel_ids : (n,) int array
+        image, peak_time : (n, n_pixels) arrays (or table columns) of one pixel count
+        pointing_alt, pointing_az : (n,) Quantity
+        passes_quality : (n,) bool, the quality query's verdict per row
+
+        Returns
+        -------
+        dict[ReconstructionProperty, dict[str, array]]
+            `dl2_columns` of all n rows, in input order
+        """
+        passes_quality = np.asarray(passes_quality, dtype=bool)
+        index = self.subarray.tel_ids_to_indices(tel_ids)
+        tel_x, tel_y = self.subarray.tel_coords.x[index], self.subarray.tel_coords.y[index]
+        parts = []
+        # an empty table still gets its (empty) columns
+        groups = self._rows_by_runtime(tel_ids) or [(None, np.arange(0))]
+        for runtime, rows in groups:
+            valid = passes_quality[rows] & (runtime is not None)
+            outputs = _network_outputs(runtime, image, peak_time, rows, valid, self.batch_size)
             columns = dl2_columns(
                 outputs,
-                valid=np.ones(len(ids), dtype=bool),
-                pointing_alt=u.Quantity([p[0] for p in pointing]),
-                pointing_az=u.Quantity([p[1] for p in pointing]),
-                tel_x=u.Quantity([self._tel_xy[t][0] for t in ids]),
-                tel_y=u.Quantity([self._tel_xy[t][1] for t in ids]),
-                gamma_index=runtime.card.gamma_class_index,
+                valid,
+                pointing_alt[rows],
+                pointing_az[rows],
+                tel_x[rows],
+                tel_y[rows],
+                gamma_index=runtime.card.gamma_class_index if runtime is not None else 0,
             )
-            for row, tel_id in enumerate(ids):
-                for prop, values in columns.items():
-                    container = columns_to_container(prop, values, row)
-                    getattr(event.dl2.tel[tel_id], _DL2_KEYS[prop.name])[PREFIXES[prop]] = container
-                predicted.add(tel_id)
+            parts.append((rows, columns))
+        return _merge_rows(parts, len(tel_ids))
 
-        for tel_id in tel_ids:
-            if tel_id in predicted:
-                continue
-            for prop, prefix in PREFIXES.items():
-                container = CONTAINERS[prop](is_valid=False)
-                container.prefix = f"{prefix}_tel"
-                getattr(event.dl2.tel[tel_id], _DL2_KEYS[prop.name])[prefix] = container
-
-        for combiner in self.stereo_combiners.values():
-            combiner(event)
+    def _rows_by_runtime(self, tel_ids):
+        """[(runtime or None, row indices)] covering every row once."""
+        ids_by_runtime = defaultdict(list)
+        for tel_id in np.unique(tel_ids):
+            ids_by_runtime[self.tel_runtime.get(int(tel_id))].append(tel_id)
+        return [
+            (runtime, np.flatnonzero(np.isin(tel_ids, ids))) for runtime, ids in ids_by_runtime.items()
+        ]
 
 
-def _peak_time(dl1, n_pixels):
-    if dl1.peak_time is None:
-        return np.full(n_pixels, np.nan, dtype=np.float32)
-    return dl1.peak_time
+def _network_outputs(runtime, image, peak_time, rows, valid, batch_size):
+    """Network outputs of ``rows``: predicted where ``valid``, NaN elsewhere."""
+    outputs = {
+        name: np.full((len(rows), *_output_shape(runtime, name)), np.nan, np.float32)
+        for name in OUTPUT_NAMES
+    }
+    if valid.any():
+        selected = rows[valid]
+        predicted = runtime.predict(
+            np.asarray(image[selected]), np.asarray(peak_time[selected]), batch_size=batch_size
+        )
+        for name in OUTPUT_NAMES:
+            outputs[name][valid] = predicted[name]
+    return outputs
+
+
+def _output_shape(runtime, name):
+    """Per-row shape of an output (from the model card; two classes without a model)."""
+    card_outputs = OUTPUTS if runtime is None else runtime.card.outputs
+    n_classes = 2 if runtime is None else len(runtime.card.class_names)
+    return tuple(n_classes if s == "n_classes" else s for s in card_outputs[name]["shape"][1:])
+
+
+def _merge_rows(parts, n):
+    """Columns computed per group of rows, put back into one set of n rows."""
+    if len(parts) == 1:
+        return parts[0][1]  # one group holds every row, in order
+    merged = defaultdict(dict)
+    for rows, columns in parts:
+        for prop, values in columns.items():
+            for name, column in values.items():
+                if name not in merged[prop]:
+                    merged[prop][name] = np.empty_like(column, shape=(n, *np.shape(column)[1:]))
+                merged[prop][name][rows] = column
+    return dict(merged)
+
+
+def _table_pointing(table):
+    """Telescope pointing per row; fixed subarray alt/az pointing as fallback (simulations)."""
+    if "telescope_pointing_altitude" in table.colnames:
+        return (
+            table["telescope_pointing_altitude"].quantity.to(u.deg),
+            table["telescope_pointing_azimuth"].quantity.to(u.deg),
+        )
+    if "subarray_pointing_lat" in table.colnames:
+        return (
+            table["subarray_pointing_lat"].quantity.to(u.deg),
+            table["subarray_pointing_lon"].quantity.to(u.deg),
+        )
+    raise ToolConfigurationError("input has no pointing information")
+
+
+def _table_peak_time(table):
+    if "peak_time" in table.colnames:
+        return table["peak_time"]
+    return np.full(np.shape(table["image"]), np.nan, dtype=np.float32)
+
+
+def _keyed_table(prop, columns, table):
+    """The property's DL2 table with the event keys of ``table`` first."""
+    result = columns_to_table(prop, columns)
+    for position, name in enumerate(_EVENT_KEYS):
+        result.add_column(table[name], index=position, name=name)
+    return result
