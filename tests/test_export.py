@@ -13,6 +13,7 @@ from ctapipe_gammalearn.nn.export import (
     ONNX_IR_VERSION,
     ExportError,
     example_inputs,
+    export_checkpoint,
     export_model,
     output_paths,
 )
@@ -108,12 +109,13 @@ def checkpoint(lst1_subarray, tmp_path_factory):
     """A checkpoint in the format of docs/architecture.md, for an untrained small network."""
     from ctapipe_gammalearn.lattice import Lattice
     from ctapipe_gammalearn.nn import GammaPhysNet
+    from ctapipe_gammalearn.training.checkpoint import save_checkpoint
 
     lattice = Lattice.from_geometry(lst1_subarray.tel[1].camera.geometry)
     torch.manual_seed(3)
     net = GammaPhysNet(lattice, preset="small")
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
-    torch.save(
+    save_checkpoint(
         {
             "model_state": net.state_dict(),
             "model_config": net.config,
@@ -171,3 +173,58 @@ def test_export_tool_bad_checkpoint(problem, tmp_path, capfd):
     err = capfd.readouterr().err
     assert "ckpt.pt" in err
     assert not list(tmp_path.glob("out*"))
+
+
+class _RunsCode:
+    """Pickles as a call of os.system: loading it unsafely would run a command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def _unsafe_checkpoint(checkpoint, tmp_path, kind):
+    """A copy of the checkpoint fixture that carries code to run, or numpy arrays as before safe loading."""
+    from ctapipe_gammalearn.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint[0])
+    if kind == "code":
+        state["training"] = {"note": _RunsCode(tmp_path / "code_ran")}
+    else:  # the older format: the lattice pickled with numpy arrays
+        state["lattice"] = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state["lattice"].items()}
+    path = tmp_path / f"{kind}.pt"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("kind, message", [("code", "refusing to load"), ("old", "older ctapipe_gammalearn version")])
+def test_export_tool_refuses_unsafe_checkpoint(kind, message, checkpoint, tmp_path, capfd):
+    """Loading never runs code from the file; the error is one line naming the file."""
+    from ctapipe.core import run_tool
+
+    from ctapipe_gammalearn.tools.export import ExportTool
+
+    path = _unsafe_checkpoint(checkpoint, tmp_path, kind)
+    capfd.readouterr()
+    argv = [f"--checkpoint={path}", f"--output={tmp_path / 'out'}"]
+    assert run_tool(ExportTool(), argv, cwd=tmp_path, raises=False) != 0
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if "ERROR" in line and "--help" not in line]
+    assert len(errors) == 1 and f"{path}: " in errors[0] and message in errors[0], err[-2000:]
+    assert "Traceback" not in err
+    assert not (tmp_path / "code_ran").exists()
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_upgraded_old_checkpoint_exports(checkpoint, tmp_path):
+    """A trusted checkpoint of the older format is rewritten once, then exports like a new one."""
+    from ctapipe_gammalearn.training.upgrade import main as upgrade
+
+    path = _unsafe_checkpoint(checkpoint, tmp_path, "old")
+    assert upgrade([str(path)]) == 0
+    exported = export_checkpoint(path, tmp_path / "upgraded")
+    assert exported["max_rel_diff"] <= 1e-4

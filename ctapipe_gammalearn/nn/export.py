@@ -6,8 +6,6 @@ removed again if they disagree.
 """
 
 import io
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..atomic import atomic_path
 from ..modelcard import CARD_KEY, INPUT_NAMES, OUTPUT_NAMES, ModelCard
 
 __all__ = [
@@ -79,15 +78,6 @@ def make_card(model, lattice, telescope_type, training=None, trained=None):
     )
 
 
-def _tmp_path(path):
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)  # mkstemp makes it private; outputs are ordinary files
-    return Path(name)
-
-
 def _export_onnx(model, inputs, card, opset):
     import onnx
 
@@ -124,6 +114,12 @@ def _export_torchscript(model, inputs):
             return torch.jit.script(model)
         except Exception:  # noqa: BLE001 - not scriptable: trace instead
             return torch.jit.trace(model, inputs, check_trace=False)
+
+
+def _save_torchscript(scripted, path, card):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # jit.save is deprecated
+        torch.jit.save(scripted, str(path), _extra_files={CARD_KEY + ".json": card.to_json()})
 
 
 def _max_rel_diff(reference, other):
@@ -184,26 +180,18 @@ def export_model(
     image, peak_time = example_inputs(card.n_pixels, batch=2)
     inputs = (torch.from_numpy(image), torch.from_numpy(peak_time))
 
-    tmp_onnx, tmp_ts = _tmp_path(onnx_path), _tmp_path(ts_path)
+    # both files appear together, and neither when the parity check fails
     try:
-        with torch.no_grad():
-            onnx_bytes = _export_onnx(model, inputs, card, opset)
-            tmp_onnx.write_bytes(onnx_bytes)
-            scripted = _export_torchscript(model, inputs)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # jit.save is deprecated
-                torch.jit.save(scripted, str(tmp_ts), _extra_files={CARD_KEY + ".json": card.to_json()})
+        with atomic_path(onnx_path) as tmp_onnx, atomic_path(ts_path) as tmp_ts, torch.no_grad():
+            tmp_onnx.write_bytes(_export_onnx(model, inputs, card, opset))
+            _save_torchscript(_export_torchscript(model, inputs), tmp_ts, card)
             max_rel_diff = check_parity(model, tmp_onnx, card.n_pixels)
-        if not max_rel_diff <= PARITY_TOLERANCE:
-            raise ExportError(
-                f"{onnx_path}: exported model differs from torch by {max_rel_diff:.3g} "
-                f"(relative, tolerance {PARITY_TOLERANCE:g}); outputs removed"
-            )
-        tmp_onnx.replace(onnx_path)
-        tmp_ts.replace(ts_path)
+            if not max_rel_diff <= PARITY_TOLERANCE:
+                raise ExportError(
+                    f"{onnx_path}: exported model differs from torch by {max_rel_diff:.3g} "
+                    f"(relative, tolerance {PARITY_TOLERANCE:g}); outputs removed"
+                )
     finally:
-        tmp_onnx.unlink(missing_ok=True)
-        tmp_ts.unlink(missing_ok=True)
         model.train(was_training)
     return dict(onnx=onnx_path, torchscript=ts_path, max_rel_diff=max_rel_diff, card=card)
 
@@ -223,30 +211,28 @@ def check_parity(model, onnx_path, n_pixels, batch=3, seed=1):
 def export_checkpoint(checkpoint_path, output_stem, opset=17, overwrite=False):
     """Export a training checkpoint (see docs/architecture.md) to ONNX + TorchScript."""
     from ..lattice import Lattice
+    from ..training.checkpoint import EXPORT_KEYS, CheckpointError, Keys, load_checkpoint
     from .physnet import GammaPhysNet
 
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
         raise FileNotFoundError(f"{checkpoint_path}: checkpoint not found")
     try:
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ExportError(f"{checkpoint_path}: not a readable checkpoint ({first_line})") from None
-    if not isinstance(checkpoint, dict):
-        raise ExportError(f"{checkpoint_path}: not a checkpoint dict")
-    missing = {"model_state", "model_config", "lattice", "telescope_type"} - set(checkpoint)
+        checkpoint = load_checkpoint(checkpoint_path)
+    except CheckpointError as err:
+        raise ExportError(str(err)) from None
+    missing = set(EXPORT_KEYS) - set(checkpoint)
     if missing:
         raise ExportError(f"{checkpoint_path}: checkpoint lacks {sorted(missing)}")
-    lattice = Lattice.from_dict(checkpoint["lattice"])
-    model = GammaPhysNet(lattice, **checkpoint["model_config"])
-    model.load_state_dict(checkpoint["model_state"])
-    training = dict(checkpoint.get("training") or {})
+    lattice = Lattice.from_dict(checkpoint[Keys.LATTICE])
+    model = GammaPhysNet(lattice, **checkpoint[Keys.MODEL_CONFIG])
+    model.load_state_dict(checkpoint[Keys.MODEL_STATE])
+    training = dict(checkpoint.get(Keys.TRAINING) or {})
     training.setdefault("checkpoint", str(checkpoint_path.resolve()))
     return export_model(
         model,
         lattice,
-        checkpoint["telescope_type"],
+        checkpoint[Keys.TELESCOPE_TYPE],
         output_stem,
         training=training,
         opset=opset,

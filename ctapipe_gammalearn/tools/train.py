@@ -10,7 +10,6 @@ from ctapipe.core import Provenance, Tool, ToolConfigurationError
 from ctapipe.core.traits import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, flag
 from ctapipe.core.traits import Path as PathTrait
 
-from .. import __version__
 from ..data import (
     DL1InputError,
     InputFile,
@@ -24,8 +23,6 @@ from ..modelcard import CLASS_NAMES
 from ..presets import PRESET_NAMES
 
 __all__ = ["TrainGammaPhysNet", "main"]
-
-CHECKPOINT_LAST = "checkpoint_last.pt"
 
 
 def _expand(patterns, what):
@@ -111,7 +108,7 @@ class TrainGammaPhysNet(Tool):
     )
     tensorboard = Bool(True, help="write TensorBoard scalars to OUTPUT_DIR/tensorboard").tag(config=True)
     progress_bar = Bool(True, help="show progress bars").tag(config=True)
-    resume = Bool(False, help="continue from OUTPUT_DIR/checkpoint_last.pt").tag(config=True)
+    resume = Bool(False, help="continue from the last checkpoint in OUTPUT_DIR").tag(config=True)
 
     aliases = {
         "signal": "TrainGammaPhysNet.signal",
@@ -244,97 +241,22 @@ class TrainGammaPhysNet(Tool):
 
     # -- start: model, trainer, epochs ------------------------------------------------
     def start(self):
-        import torch
+        from ..training.checkpoint import CheckpointError
+        from ..training.run import RunConfigurationError, TrainingData, TrainingOptions, TrainingRun
 
-        from ..lattice import Lattice
-        from ..nn.physnet import GammaPhysNet
-        from ..training.balancing import make_balancer
-        from ..training.checkpoint import load_checkpoint
-        from ..training.distributed import choose_device
-        from ..training.loop import Trainer
-        from ..training.losses import TASKS, MultitaskLoss
-        from ..training.report import jsonable
-        from ..training.setup import amp_dtype, make_optimizer, make_scheduler
-        from ..training.augment import Augmentation
-        from ..training.stream import BatchStream
-
-        torch.manual_seed(self.seed)
-        device = choose_device(self.device, self.context.local_rank)
-        geometry = self._geometry()
-        lattice = Lattice.from_geometry(geometry)
+        data = TrainingData(
+            self.cache, self.train_indices, self.val_indices, self._geometry(), self.class_weights,
+            inputs=tuple(item.path for item in self.inputs),
+        )
         try:
-            model = GammaPhysNet(lattice, preset=self.preset, **self.model_options)
-        except (TypeError, ValueError) as err:
-            raise ToolConfigurationError(f"model options {self.model_options}: {err}") from None
-        scale = getattr(model, "target_scale", {})
-        loss_fn = MultitaskLoss(
-            self.regression_loss,
-            self.conditional,
-            scales={"energy": scale.get("log10_energy", 1.0), "direction": scale.get("fov_offset", 1.0),
-                    "impact": scale.get("impact", 100.0)},
-        )
-        unknown = set(self.task_weights) - set(TASKS)
-        if unknown:
-            raise ToolConfigurationError(f"task_weights: unknown tasks {sorted(unknown)}, expected {TASKS}")
-        balancer = make_balancer(self.task_balancing, TASKS, self.task_weights)
-
-        ctx = self.context
-        train_stream = BatchStream(
-            self.cache, self.train_indices, self.batch_size, shuffle=True, seed=self.seed, rank=ctx.rank,
-            world_size=ctx.world_size, augmentation=Augmentation(self.nsb_pe, self.time_jitter_ns),
-            class_weights=self.class_weights,
-        )
-        # every rank validates on the whole validation set: same number everywhere
-        self.val_stream = BatchStream(
-            self.cache, self.val_indices, self.batch_size, shuffle=False, seed=self.seed,
-            class_weights=self.class_weights,
-        )
-        optimizer = make_optimizer(model, balancer, self.learning_rate, self.weight_decay)
-        scheduler = make_scheduler(optimizer, self.lr_schedule, len(train_stream), self.epochs, self.warmup_epochs)
-        writer = None
-        if self.tensorboard and ctx.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(self.output_dir / "tensorboard"))
-        self.training_info = jsonable({
-            "package_version": __version__,
-            "inputs": [str(i.path) for i in self.inputs],
-            "n_train": int(len(self.train_indices)),
-            "n_val": int(len(self.val_indices)),
-            "seed": self.seed,
-            "world_size": ctx.world_size,
-            "device": str(device),
-            "preset": self.preset,
-            "config": {k: v for k, v in self.get_current_config()[self.__class__.__name__].items()
-                       if k not in ("signal", "background")},
-        })
-        self.trainer = Trainer(
-            model, loss_fn, balancer, optimizer, train_stream, self.val_stream, scheduler=scheduler, device=device,
-            amp_dtype=amp_dtype(self.amp, device), grad_clip=self.grad_clip,
-            checkpoint_info={
-                "model_config": dict(model.config),
-                "lattice": lattice.to_dict(),
-                "telescope_type": self.cache.telescope_type,
-                "training": self.training_info,
-            },
-            checkpoint_dir=self.output_dir if ctx.is_main else None, writer=writer, context=ctx,
-            patience=self.patience, progress=self.progress_bar, compile_model=self.compile, log=self.log,
-        )
-        self.lattice = lattice
-        last = self.output_dir / CHECKPOINT_LAST
-        if self.resume and last.is_file():
-            checkpoint = load_checkpoint(last, map_location=device)
-            self.trainer.load_state(checkpoint)
-            self.initial_validation = checkpoint.get("initial_validation")
-            self.log.info("resuming after epoch %d", self.trainer.epoch)
-        else:
-            if self.resume:
-                self.log.warning("%s: no checkpoint to resume from, starting afresh", last)
-            self.initial_validation = self._validation_summary() if ctx.is_main else None
-        self.trainer.checkpoint_info["initial_validation"] = self.initial_validation
-        self.trainer.fit(self.epochs)
-        if writer is not None:
-            writer.close()
+            self.training_run = TrainingRun(
+                TrainingOptions.from_traits(self), data, self.output_dir, context=self.context,
+                config=self._recorded_config(), log=self.log,
+            )
+            self.training_run.begin(resume=self.resume)
+        except (RunConfigurationError, CheckpointError) as err:
+            raise ToolConfigurationError(str(err)) from None
+        self.training_run.fit()
 
     def _geometry(self):
         from ..data.inputs import read_subarray
@@ -343,66 +265,27 @@ class TrainGammaPhysNet(Tool):
         tel_id = subarray.get_tel_ids_for_type(self.cache.telescope_type)[0]
         return subarray.tel[tel_id].camera.geometry
 
-    def _validation_summary(self):
-        from ..training.metrics import binned_metrics, summary_metrics
-
-        if self.val_stream.n_samples == 0:
-            return None
-        outputs, labels, losses = self.trainer.predict(self.val_stream)
-        return {
-            "loss": sum(losses.values()),
-            "task_losses": losses,
-            "metrics": summary_metrics(outputs, labels),
-            "per_energy_bin": binned_metrics(outputs, labels),
-        }
+    def _recorded_config(self):
+        """The configuration of this run without the (long) input lists, which are recorded apart."""
+        config = self.get_current_config()[self.__class__.__name__]
+        return {key: value for key, value in config.items() if key not in ("signal", "background")}
 
     # -- finish: best model, export, report, plots --------------------------------------
     def finish(self):
-        if not hasattr(self, "trainer"):
+        if not hasattr(self, "training_run"):
             self.context.close() if hasattr(self, "context") else None
             return
         if self.context.is_main:
-            self._write_products()
+            self._record_outputs(self.training_run.write_products())
         self.context.barrier()
         self.context.close()
 
-    def _write_products(self):
-        from ..nn.export import export_model
-        from ..training.checkpoint import load_checkpoint
-        from ..training.plots import plot_losses, plot_performance
-        from ..training.report import write_json
-
-        trainer, out = self.trainer, self.output_dir
-        best = out / "checkpoint_best.pt"
-        if best.is_file():
-            trainer.model.load_state_dict(load_checkpoint(best, map_location=trainer.device)["model_state"])
-        validation = self._validation_summary()
-        stem = out / f"gammaphysnet_{self.cache.telescope_type}"
-        training = dict(self.training_info, best_epoch=trainer.best_epoch, epochs=trainer.epoch)
-        exported = export_model(trainer.model, self.lattice, self.cache.telescope_type, stem, training=training,
-                                overwrite=True)
-        report = {
-            "epochs": trainer.history,
-            "best_epoch": trainer.best_epoch,
-            "best_val_loss": trainer.best_val_loss,
-            "stopped_early": trainer.stopped_early,
-            "untrained_validation": self.initial_validation,
-            "validation": validation,
-            "data": {k: self.cache.meta[k] for k in ("n_events", "n_read", "n_cut", "n_nan_labels", "files")},
-            "telescope_type": self.cache.telescope_type,
-            "training": training,
-            "export": {"onnx": exported["onnx"].name, "torchscript": exported["torchscript"].name,
-                       "max_rel_diff": exported["max_rel_diff"]},
-        }
-        plot_losses(trainer.history, out / "loss.png", (self.initial_validation or {}).get("loss"))
-        plot_performance((validation or {}).get("per_energy_bin", []), out / "validation_performance.png")
-        write_json(report, out / "report.json")
+    @staticmethod
+    def _record_outputs(paths):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # no ctapipe reference metadata in ONNX, JSON, PNG
-            for path in (exported["onnx"], exported["torchscript"], out / "report.json", out / "loss.png",
-                         out / "validation_performance.png"):
+            for path in paths:
                 Provenance().add_output_file(str(path), role="trained γ-PhysNet")
-        self.log.info("wrote %s and %s", exported["onnx"], out / "report.json")
 
 
 def main():

@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .balancing import GradNorm
-from .checkpoint import rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, Keys, rng_state, save_checkpoint, set_rng_state
 from .losses import TASKS, outputs_as_dict
 
 __all__ = ["Trainer", "EpochResult", "warmup_cosine", "last_shared_parameter"]
@@ -215,37 +215,37 @@ class Trainer:
     def state(self):
         return {
             **self.checkpoint_info,
-            "model_state": self.model.state_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
-            "scheduler_state": None if self.scheduler is None else self.scheduler.state_dict(),
-            "balancer_state": self.balancer.state_dict(),
-            "scaler_state": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "best_val_loss": self.best_val_loss,
-            "best_epoch": self.best_epoch,
-            "epochs_since_best": self.epochs_since_best,
-            "stopped_early": self.stopped_early,
-            "history": list(self.history),
-            "rng_state": rng_state(),
+            Keys.MODEL_STATE: self.model.state_dict(),
+            Keys.OPTIMIZER_STATE: self.optimizer.state_dict(),
+            Keys.SCHEDULER_STATE: None if self.scheduler is None else self.scheduler.state_dict(),
+            Keys.BALANCER_STATE: self.balancer.state_dict(),
+            Keys.SCALER_STATE: self.scaler.state_dict(),
+            Keys.EPOCH: self.epoch,
+            Keys.GLOBAL_STEP: self.global_step,
+            Keys.BEST_VAL_LOSS: self.best_val_loss,
+            Keys.BEST_EPOCH: self.best_epoch,
+            Keys.EPOCHS_SINCE_BEST: self.epochs_since_best,
+            Keys.STOPPED_EARLY: self.stopped_early,
+            Keys.HISTORY: list(self.history),
+            Keys.RNG_STATE: rng_state(),
         }
 
     def load_state(self, checkpoint):
         """Continue from a checkpoint written by `state` (model, optimiser, RNG, history)."""
-        self.model.load_state_dict(checkpoint["model_state"])
-        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
-        if self.scheduler is not None and checkpoint.get("scheduler_state") is not None:
-            self.scheduler.load_state_dict(checkpoint["scheduler_state"])
-        self.balancer.load_state_dict(checkpoint["balancer_state"])
-        self.scaler.load_state_dict(checkpoint["scaler_state"])
-        self.epoch = checkpoint["epoch"]
-        self.global_step = checkpoint["global_step"]
-        self.best_val_loss = checkpoint["best_val_loss"]
-        self.best_epoch = checkpoint["best_epoch"]
-        self.epochs_since_best = checkpoint["epochs_since_best"]
-        self.stopped_early = checkpoint.get("stopped_early", False)
-        self.history = list(checkpoint["history"])
-        set_rng_state(checkpoint["rng_state"])
+        self.model.load_state_dict(checkpoint[Keys.MODEL_STATE])
+        self.optimizer.load_state_dict(checkpoint[Keys.OPTIMIZER_STATE])
+        if self.scheduler is not None and checkpoint.get(Keys.SCHEDULER_STATE) is not None:
+            self.scheduler.load_state_dict(checkpoint[Keys.SCHEDULER_STATE])
+        self.balancer.load_state_dict(checkpoint[Keys.BALANCER_STATE])
+        self.scaler.load_state_dict(checkpoint[Keys.SCALER_STATE])
+        self.epoch = checkpoint[Keys.EPOCH]
+        self.global_step = checkpoint[Keys.GLOBAL_STEP]
+        self.best_val_loss = checkpoint[Keys.BEST_VAL_LOSS]
+        self.best_epoch = checkpoint[Keys.BEST_EPOCH]
+        self.epochs_since_best = checkpoint[Keys.EPOCHS_SINCE_BEST]
+        self.stopped_early = checkpoint.get(Keys.STOPPED_EARLY, False)
+        self.history = list(checkpoint[Keys.HISTORY])
+        set_rng_state(checkpoint[Keys.RNG_STATE])
 
     def fit(self, n_epochs):
         """Train until ``n_epochs`` (counting resumed ones) or early stopping; returns history."""
@@ -269,9 +269,9 @@ class Trainer:
             self._log_epoch(result)
             if self.is_main and self.checkpoint_dir is not None:
                 state = self.state()
-                save_checkpoint(state, self.checkpoint_dir / "checkpoint_last.pt")
+                save_checkpoint(state, self.checkpoint_dir / CHECKPOINT_LAST)
                 if improved:
-                    save_checkpoint(state, self.checkpoint_dir / "checkpoint_best.pt")
+                    save_checkpoint(state, self.checkpoint_dir / CHECKPOINT_BEST)
             if self.context is not None:
                 self.context.barrier()
         return self.history
