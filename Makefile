@@ -1,11 +1,34 @@
-# Two entry points: `make demo` (the whole chain on simulated LST-1 events) and `make test`.
+# Entry points: `make demo` (the whole chain on simulated LST-1 events) and `make test`
+# (lint, the full suite on Python 3.11 + ctapipe 0.28, the torch-free tests on
+# Python 3.12 + the newest ctapipe, without torch).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU wheel; a plain `torch` requirement would pull the multi-GB CUDA build
 TORCH ?= torch==2.13.0
 
-.PHONY: env test demo clean-demo
+# the newest supported ctapipe line, in an environment without torch
+PYTHON_LATEST ?= $(shell for p in python3.12 "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12; do \
+	"$$p" -c "" >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
+VENV_LATEST ?= .venv-latest
+BIN_LATEST := $(VENV_LATEST)/bin
+CTAPIPE_LATEST ?= ctapipe[eventio]>=0.32,<0.33
+
+# test files that need neither torch nor onnx (the latest environment runs only these)
+TORCH_FREE_TESTS ?= \
+	tests/test_torch_free.py \
+	tests/test_config_tool.py \
+	tests/test_compat.py \
+	tests/test_lattice.py \
+	tests/test_evaluation_metrics.py \
+	tests/test_evaluation_baseline.py \
+	tests/test_benchmark_tool.py \
+	tests/test_simulation_physics.py \
+	tests/test_simulation_parallel.py \
+	tests/test_simulation_tool.py \
+	tests/test_simulation_baseline.py
+
+.PHONY: env env-latest test test-full test-latest lint demo clean-demo
 
 env: $(BIN)/.installed
 
@@ -13,11 +36,32 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[all,test]"
 	touch $@
 
-test: env
-	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+env-latest: $(BIN_LATEST)/.installed
+
+$(BIN_LATEST)/.installed: pyproject.toml
+	@test -n "$(PYTHON_LATEST)" || { echo "no python3.12 found: set PYTHON_LATEST=/path/to/python3.12"; exit 1; }
+	$(PYTHON_LATEST) -m venv $(VENV_LATEST)
+	$(BIN_LATEST)/pip install -q --upgrade pip
+	$(BIN_LATEST)/pip install -q -e ".[sim,benchmark,test]" "$(CTAPIPE_LATEST)"
+	@if $(BIN_LATEST)/python -c "import torch" >/dev/null 2>&1; then \
+		echo "torch got into $(VENV_LATEST): it must stay torch-free"; exit 1; fi
+	touch $@
+
+# the 3.11 suite (its cross-version test runs the latest environment's ctapipe-process,
+# so that environment is built first), the latest line, then lint
+test: env-latest test-full test-latest lint
+
+test-full: env env-latest
+	GAMMALEARN_LATEST_VENV=$(abspath $(VENV_LATEST)) $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+test-latest: env-latest
+	$(BIN_LATEST)/python -m pytest -q -ra -p no:cacheprovider $(PYTEST_ARGS) $(TORCH_FREE_TESTS)
+
+lint: env
+	$(BIN)/ruff check .
 
 # the quickstart (scripts/demo.sh): outputs under demo/; a smoke version with
 # `make demo DEMO_EVENTS=300 DEMO_EPOCHS=1`
