@@ -10,10 +10,9 @@ Layout of a cache folder: ``meta.json`` plus one raw little-endian ``<name>.bin`
 per column, opened with `numpy.memmap` (shapes and dtypes in ``meta.json``).
 """
 
+import contextlib
 import hashlib
 import json
-import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from ctapipe.io import TableLoader
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_dir
 from .inputs import DL1InputError, check_inputs
 from .labels import compute_labels
 
@@ -135,95 +135,113 @@ def build_cache(
     """
     telescope_type, geometry, fingerprint = check_inputs(inputs, telescope_type)
     cuts_key = quality_query.criteria_key() if quality_query is not None else ""
-    key = cache_key(inputs, telescope_type, cuts_key, pixel_dtype)
-    cache_dir = Path(cache_dir)
-    final = cache_dir / key
+    final = Path(cache_dir) / cache_key(inputs, telescope_type, cuts_key, pixel_dtype)
     if (final / META_NAME).is_file():
         if log:
             log.info("reusing cache %s", final)
         return EventCache(final)
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{key}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     columns = _columns(geometry.n_pixels, pixel_dtype)
-    counts = {"n_read": 0, "n_cut": 0, "n_nan_labels": 0}
-    per_file = []
     try:
-        handles = {name: open(tmp / f"{name}.bin", "wb") for name in columns}
-        n_events = 0
-        bar = tqdm(total=len(inputs), desc="caching DL1", unit="file", disable=not progress)
-        for file_index, item in enumerate(inputs):
-            n_file = 0
-            for table in _read_chunks(item.path, telescope_type, chunk_size):
-                counts["n_read"] += len(table)
-                keep = quality_query.mask(table) if quality_query is not None else np.ones(len(table), bool)
-                counts["n_cut"] += int((~keep).sum())
-                try:
-                    labels, valid = compute_labels(table, item.particle_class)
-                except KeyError as err:
-                    raise DL1InputError(f"{item.path}: cannot compute labels, {err}") from None
-                counts["n_nan_labels"] += int((keep & ~valid).sum())
-                keep &= valid
-                if not keep.any():
-                    continue
-                n_keep = int(keep.sum())
-                rows = {
-                    "image": np.asarray(table["image"], dtype=np.float32)[keep],
-                    "peak_time": np.asarray(table["peak_time"], dtype=np.float32)[keep],
-                    "weight": np.ones(n_keep, np.float32),
-                    "obs_id": np.asarray(table["obs_id"])[keep],
-                    "event_id": np.asarray(table["event_id"])[keep],
-                    "tel_id": np.asarray(table["tel_id"])[keep],
-                    "file_index": np.full(n_keep, file_index),
-                    "hillas_intensity": np.asarray(table["hillas_intensity"], dtype=np.float32)[keep]
-                    if "hillas_intensity" in table.colnames
-                    else np.full(n_keep, np.nan, np.float32),
-                }
-                rows.update({name: value[keep] for name, value in labels.items()})
-                for name, (dtype, _) in columns.items():
-                    np.ascontiguousarray(rows[name], dtype=np.dtype(dtype).newbyteorder("<")).tofile(handles[name])
-                n_events += n_keep
-                n_file += n_keep
-            per_file.append({"path": str(item.path), "particle_class": item.particle_class, "n_events": n_file})
-            bar.update(1)
-        bar.close()
-        for handle in handles.values():
-            handle.close()
-        if n_events == 0:
-            raise DL1InputError(
-                f"{', '.join(str(i.path) for i in inputs)}: no {telescope_type} events left after cuts "
-                f"({counts['n_read']} read, {counts['n_cut']} cut, {counts['n_nan_labels']} with NaN labels)"
-            )
-        meta = {
-            "format": CACHE_FORMAT,
-            "n_events": n_events,
-            "n_pixels": int(geometry.n_pixels),
-            "telescope_type": telescope_type,
-            "camera_name": geometry.name,
-            "geometry_fingerprint": fingerprint,
-            "cuts": cuts_key,
-            "files": per_file,
-            "columns": {name: [np.dtype(dtype).newbyteorder("<").str, list(shape)] for name, (dtype, shape) in columns.items()},
-            **counts,
-        }
-        (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            # another process built the same cache meanwhile: use theirs
-            if not (final / META_NAME).is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        for handle in locals().get("handles", {}).values():
-            handle.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_dir(final, overwrite=False) as tmp:
+            counts, per_file = _write_columns(tmp, inputs, columns, telescope_type, quality_query, chunk_size, progress)
+            n_events = sum(entry["n_events"] for entry in per_file)
+            if n_events == 0:
+                raise _nothing_left(inputs, telescope_type, counts)
+            meta = _meta(n_events, geometry, fingerprint, telescope_type, cuts_key, per_file, columns, counts)
+            (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
+    except FileExistsError:
+        # another process built the same cache meanwhile: use theirs
+        if not (final / META_NAME).is_file():
+            raise
+        return EventCache(final)
     if log:
         log.info(
             "cached %d %s events in %s (%d cut, %d NaN labels skipped)",
             n_events, telescope_type, final, counts["n_cut"], counts["n_nan_labels"],
         )
     return EventCache(final)
+
+
+def _write_columns(directory, inputs, columns, telescope_type, quality_query, chunk_size, progress):
+    """Append the kept rows of every file to one raw ``<name>.bin`` per column.
+
+    Returns ``(counts, per_file)``: the rows read, cut and skipped for NaN
+    labels, and one ``{"path", "particle_class", "n_events"}`` per file.
+    """
+    counts = {"n_read": 0, "n_cut": 0, "n_nan_labels": 0}
+    per_file = []
+    with contextlib.ExitStack() as stack:
+        handles = {name: stack.enter_context(open(directory / f"{name}.bin", "wb")) for name in columns}
+        bar = stack.enter_context(tqdm(total=len(inputs), desc="caching DL1", unit="file", disable=not progress))
+        for file_index, item in enumerate(inputs):
+            n_file = 0
+            # closed at once on an error, not whenever the generator is collected
+            with contextlib.closing(_read_chunks(item.path, telescope_type, chunk_size)) as chunks:
+                for table in chunks:
+                    rows = _kept_rows(table, item, file_index, quality_query, counts)
+                    _append_rows(handles, columns, rows)
+                    n_file += len(rows["event_id"])
+            per_file.append({"path": str(item.path), "particle_class": item.particle_class, "n_events": n_file})
+            bar.update(1)
+    return counts, per_file
+
+
+def _kept_rows(table, item, file_index, quality_query, counts):
+    """Column name -> values of the rows passing the cuts with finite labels; updates ``counts``."""
+    keep = quality_query.mask(table) if quality_query is not None else np.ones(len(table), bool)
+    try:
+        labels, valid = compute_labels(table, item.particle_class)
+    except KeyError as err:
+        raise DL1InputError(f"{item.path}: cannot compute labels, {err}") from None
+    counts["n_read"] += len(table)
+    counts["n_cut"] += int((~keep).sum())
+    counts["n_nan_labels"] += int((keep & ~valid).sum())
+    keep &= valid
+    n_keep = int(keep.sum())
+    rows = {
+        "image": np.asarray(table["image"], dtype=np.float32)[keep],
+        "peak_time": np.asarray(table["peak_time"], dtype=np.float32)[keep],
+        "weight": np.ones(n_keep, np.float32),
+        "obs_id": np.asarray(table["obs_id"])[keep],
+        "event_id": np.asarray(table["event_id"])[keep],
+        "tel_id": np.asarray(table["tel_id"])[keep],
+        "file_index": np.full(n_keep, file_index),
+        "hillas_intensity": np.asarray(table["hillas_intensity"], dtype=np.float32)[keep]
+        if "hillas_intensity" in table.colnames
+        else np.full(n_keep, np.nan, np.float32),
+    }
+    rows.update({name: value[keep] for name, value in labels.items()})
+    return rows
+
+
+def _append_rows(handles, columns, rows):
+    for name, (dtype, _) in columns.items():
+        np.ascontiguousarray(rows[name], dtype=_stored_dtype(dtype)).tofile(handles[name])
+
+
+def _stored_dtype(dtype):
+    """Little-endian on every machine: the cache may be read elsewhere."""
+    return np.dtype(dtype).newbyteorder("<")
+
+
+def _nothing_left(inputs, telescope_type, counts):
+    return DL1InputError(
+        f"{', '.join(str(i.path) for i in inputs)}: no {telescope_type} events left after cuts "
+        f"({counts['n_read']} read, {counts['n_cut']} cut, {counts['n_nan_labels']} with NaN labels)"
+    )
+
+
+def _meta(n_events, geometry, fingerprint, telescope_type, cuts_key, per_file, columns, counts):
+    return {
+        "format": CACHE_FORMAT,
+        "n_events": n_events,
+        "n_pixels": int(geometry.n_pixels),
+        "telescope_type": telescope_type,
+        "camera_name": geometry.name,
+        "geometry_fingerprint": fingerprint,
+        "cuts": cuts_key,
+        "files": per_file,
+        "columns": {name: [_stored_dtype(dtype).str, list(shape)] for name, (dtype, shape) in columns.items()},
+        **counts,
+    }

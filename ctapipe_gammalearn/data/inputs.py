@@ -5,12 +5,11 @@ from pathlib import Path
 import tables
 from ctapipe.core import ToolConfigurationError
 from ctapipe.instrument import SubarrayDescription
+from ctapipe.io.hdf5dataformat import DL1_TEL_IMAGES_GROUP, SIMULATION_SHOWER_TABLE
 
 from ..lattice import geometry_fingerprint
 
 __all__ = ["DL1InputError", "InputFile", "read_subarray", "resolve_telescope_type", "check_inputs"]
-
-IMAGES_GROUP = "/dl1/event/telescope/images"
 
 
 class DL1InputError(ToolConfigurationError):
@@ -52,12 +51,12 @@ def _check_readable(path: Path):
         raise DL1InputError(f"{path}: no such file")
     try:
         with tables.open_file(path, "r") as h5:
-            if IMAGES_GROUP not in h5:
+            if DL1_TEL_IMAGES_GROUP not in h5:
                 raise DL1InputError(
-                    f"{path}: no DL1 images ({IMAGES_GROUP} missing); "
+                    f"{path}: no DL1 images ({DL1_TEL_IMAGES_GROUP} missing); "
                     "run ctapipe-process with --write-images"
                 )
-            if "/simulation/event/subarray/shower" not in h5:
+            if SIMULATION_SHOWER_TABLE not in h5:
                 raise DL1InputError(f"{path}: no simulated shower table, cannot make labels")
     except (tables.HDF5ExtError, OSError) as err:
         raise DL1InputError(f"{path}: not a readable HDF5 file ({err})") from None
