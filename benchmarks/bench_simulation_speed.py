@@ -7,7 +7,11 @@ Measured side by side in one run (medians of --repeat runs):
   parallel  what the tool does with --workers N: batches simulated and processed in N forked
             processes, written by this one (wall clock only: the work is in the children)
 
-    python benchmarks/bench_simulation_speed.py [--n-events 300] [--repeat 3] [--workers 2]
+  owned     end to end with N workers over ctapipe's own rate on the same events: the share of
+            the ctapipe-only rate the tool reaches (1 would mean the simulator costs nothing)
+
+    python benchmarks/bench_simulation_speed.py [--settings benchmark|quickstart|prod5] [--particles gamma proton]
+        [--n-events 300] [--repeat 3] [--workers 2] [--true-image both|yes|no]
 """
 
 import argparse
@@ -24,8 +28,31 @@ from ctapipe_gammalearn.simulation import AirShowerSimEventSource
 from ctapipe_gammalearn.simulation.parallel import ParallelSimulation, available_cores
 
 SETTINGS = {
-    "gamma": dict(particle="gamma", wobble=0.4, energy_min=0.02, energy_max=20.0, core_max=500.0, zenith=20.0),
-    "proton": dict(particle="proton", viewcone_max=3.0, energy_min=0.05, energy_max=50.0, core_max=800.0, zenith=20.0),
+    # the documented benchmark samples
+    "benchmark": {
+        "gamma": dict(particle="gamma", wobble=0.4, energy_min=0.02, energy_max=20.0, core_max=500.0, zenith=20.0),
+        "proton": dict(
+            particle="proton", viewcone_max=3.0, energy_min=0.05, energy_max=50.0, core_max=800.0, zenith=20.0
+        ),
+    },
+    # the quickstart's training sets (scripts/demo.sh)
+    "quickstart": {
+        "gamma": dict(
+            particle="gamma", viewcone_max=2.5, energy_min=0.01, energy_max=100.0, core_max=500.0,
+            spectral_index=-2.0, zenith=20.0,
+        ),
+        "proton": dict(
+            particle="proton", viewcone_max=8.0, energy_min=0.02, energy_max=200.0, core_max=700.0,
+            spectral_index=-2.0, zenith=20.0,
+        ),
+    },
+    # prod5-like diffuse protons
+    "prod5": {
+        "proton": dict(
+            particle="proton", viewcone_max=10.0, energy_min=0.01, energy_max=500.0, core_max=1500.0,
+            spectral_index=-2.0, zenith=20.0,
+        ),
+    },
 }
 
 
@@ -77,16 +104,23 @@ def main():
     parser.add_argument("--n-events", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=available_cores(), help="processes of the parallel column")
+    parser.add_argument("--settings", choices=list(SETTINGS), default="benchmark", help="which samples")
+    parser.add_argument("--particles", nargs="+", default=None, help="of the settings' samples (default: all)")
+    parser.add_argument("--true-image", choices=["both", "yes", "no"], default="both",
+                        help="rows with the true images written, without, or both")
     args = parser.parse_args()
-    print(f"LST-1, {args.n_events} triggered events per run, median of {args.repeat} runs\n")
+    samples = {k: v for k, v in SETTINGS[args.settings].items() if args.particles is None or k in args.particles}
+    print(f"LST-1, settings '{args.settings}', {args.n_events} triggered events per run, median of {args.repeat} runs\n")
     print("Rates in triggered events per second of wall-clock time, and [per second of this process's CPU time,")
-    print("which a shared, loaded machine disturbs much less].\n")
+    print("which a shared, loaded machine disturbs much less]. 'owned': end to end with the workers over")
+    print("ctapipe's own processing-and-writing rate, both wall clock.\n")
     print(f"| sample | thrown/triggered | generate | ctapipe processing + writing | end to end, one process "
-          f"| end to end, {args.workers} workers | speed-up |")
-    print("|---|---|---|---|---|---|---|")
+          f"| end to end, {args.workers} workers | speed-up | end to end / ctapipe |")
+    print("|---|---|---|---|---|---|---|---|")
+    true_images = {"both": (True, False), "yes": (True,), "no": (False,)}[args.true_image]
     with tempfile.TemporaryDirectory() as workdir:
-        for name, settings in SETTINGS.items():
-            for true_image in (True, False):
+        for name, settings in samples.items():
+            for true_image in true_images:
                 runs, parallel = [], []
                 for seed in range(args.repeat):  # interleaved, so both see the same load
                     runs.append(measure(settings, args.n_events, seed, workdir, true_image))
@@ -101,7 +135,8 @@ def main():
                 label = f"{name}{'' if true_image else ' (no true image)'}"
                 cells = " | ".join(f"{w:.0f} [{c:.0f}]" for w, c in zip(rate[""], rate["_cpu"]))
                 in_parallel = args.n_events / np.median(parallel)
-                print(f"| {label} | {thrown:.1f} | {cells} | {in_parallel:.0f} | {in_parallel / rate[''][2]:.2f}× |")
+                print(f"| {label} | {thrown:.1f} | {cells} | {in_parallel:.0f} | {in_parallel / rate[''][2]:.2f}× "
+                      f"| {in_parallel / rate[''][1]:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from .longitudinal import RADIATION_LENGTH
 
 __all__ = [
     "SubShowers", "HadronicModel", "axis_direction", "perpendicular_basis", "kick", "advance", "entry_point",
-    "hadronic_cascade",
+    "hadronic_cascade", "hadronic_cascades",
 ]
 
 #: mean free path of a photon before pair production, g/cm2
@@ -104,12 +104,29 @@ def entry_point(core, direction, atmosphere, obs_level, top_height=100e3):
 
 def hadronic_cascade(energy, core, direction, rng, atmosphere, obs_level, model=HadronicModel()):
     """Electromagnetic sub-showers of a proton-initiated cascade."""
-    position = entry_point(core, direction, atmosphere, obs_level)[None, :]
-    direction = np.asarray(direction, dtype=float)[None, :]
-    hadron_energy = np.array([energy], dtype=float)
-    is_leading = np.array([True])
+    return hadronic_cascades([energy], np.asarray(core, dtype=float)[None, :], np.asarray(direction, dtype=float)[None, :],
+                             rng, atmosphere, obs_level, model)[0]
 
-    starts, dirs, energies = [], [], []
+
+def hadronic_cascades(energy, core, direction, rng, atmosphere, obs_level, model=HadronicModel()):
+    """`hadronic_cascade` of several protons (``energy`` (n,) TeV, ``core`` (n, 2) m,
+    ``direction`` (n, 3)), followed together: every generation of all of them in one pass
+    of array operations. For one proton the draws are those of `hadronic_cascade`.
+
+    Returns a list of `SubShowers`, one per proton, each in the order of its generations.
+    """
+    energy = np.asarray(energy, dtype=float).reshape(-1)
+    direction = np.asarray(direction, dtype=float).reshape(-1, 3)
+    core = np.asarray(core, dtype=float).reshape(-1, 2)
+    n_showers = len(energy)
+    cos_z = -direction[:, 2]
+    top = 100e3 - obs_level
+    position = np.column_stack([core, np.zeros(n_showers)]) - direction * (top / cos_z)[:, None]
+    hadron_energy = energy.copy()
+    is_leading = np.ones(n_showers, dtype=bool)
+    owner = np.arange(n_showers)
+
+    starts, dirs, energies, owners = [], [], [], []
     for _ in range(model.max_generations):
         if len(hadron_energy) == 0:
             break
@@ -117,7 +134,7 @@ def hadronic_cascade(energy, core, direction, rng, atmosphere, obs_level, model=
         position, ground = advance(position, direction, rng.exponential(lengths), atmosphere, obs_level)
         keep = ~ground
         position, direction, hadron_energy = position[keep], direction[keep], hadron_energy[keep]
-        is_leading = is_leading[keep]
+        is_leading, owner = is_leading[keep], owner[keep]
         n = len(hadron_energy)
         if n == 0:
             break
@@ -136,27 +153,35 @@ def hadronic_cascade(energy, core, direction, rng, atmosphere, obs_level, model=
         )
         out_dir = np.tile(direction, (5, 1))
         out_pos = np.tile(position, (5, 1))
+        out_owner = np.tile(owner, 5)
         theta = rng.gamma(2.0, model.mean_pt / 2.0, 5 * n) / np.maximum(out_energy, 1e-6)
         out_dir = kick(out_dir, np.minimum(theta, 0.5), rng)
         starts.append(out_pos[: 2 * n])
         dirs.append(out_dir[: 2 * n])
         energies.append(out_energy[: 2 * n])
+        owners.append(out_owner[: 2 * n])
 
         new_leading = np.concatenate([is_leading, np.zeros(2 * n, bool)])
         new_energy = out_energy[2 * n :]
         alive = new_energy > model.min_energy
         position, direction, hadron_energy = out_pos[2 * n :][alive], out_dir[2 * n :][alive], new_energy[alive]
-        is_leading = new_leading[alive]
+        is_leading, owner = new_leading[alive], out_owner[2 * n :][alive]
 
     if not energies:
         empty = np.zeros((0, 3))
-        return SubShowers(empty, empty, np.zeros(0), np.zeros(0))
-    energy_all = np.concatenate(energies)
+        return [SubShowers(empty, empty, np.zeros(0), np.zeros(0)) for _ in range(n_showers)]
+    owner_all = np.concatenate(owners)
+    # by shower, each in the order of its generations
+    order = np.argsort(owner_all, kind="stable")
+    start_all = np.concatenate(starts)[order]
+    dir_all = np.concatenate(dirs)[order]
+    energy_all = np.concatenate(energies)[order]
+    bounds = np.searchsorted(owner_all[order], np.arange(n_showers + 1))
     # Greisen's profile of a photon already holds its mean pair-production path: the
     # sub-showers start where the pions decay
-    return SubShowers(
-        start=np.concatenate(starts),
-        direction=np.concatenate(dirs),
-        energy=energy_all,
-        start_depth=np.zeros(len(energy_all)),
-    )
+    return [
+        SubShowers(
+            start=start_all[a:b], direction=dir_all[a:b], energy=energy_all[a:b], start_depth=np.zeros(b - a),
+        )
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]

@@ -7,7 +7,7 @@ from ctapipe.core import Component
 from ctapipe.core.traits import Bool, CaselessStrEnum, Float, Int, List
 
 from .atmosphere import ExponentialAtmosphere
-from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, entry_point, hadronic_cascade
+from .cascade import PAIR_LENGTH, HadronicModel, axis_direction, entry_point, hadronic_cascades
 from .cherenkov import SPEED_OF_LIGHT, AngularModel, fov_basis, ground_to_fov, photons_at_telescope
 from .em_cascade import LA_PALMA_FIELD, ElectromagneticModel, em_cascades
 from .emission import EmissionPoints, lateral_offsets, sample_emission_points_batch, select_points, threshold_factor
@@ -140,10 +140,30 @@ class AirShowerModel(Component):
         )
         return [(subs, h_first + obs_level) for subs, h_first in cascades]
 
+    def hadronic_cascades(self, rng, energy, alt, az, core_x, core_y, obs_level):
+        """Sub-showers and first-interaction heights (m a.s.l.) of a batch of proton showers,
+        all followed together (`cascade.hadronic_cascades`)."""
+        subs = hadronic_cascades(
+            np.asarray(energy, dtype=float), np.column_stack([core_x, core_y]), axis_direction(alt, az), rng,
+            self.atmosphere, obs_level, self.hadronic,
+        )
+        return [(sub, float(np.max(sub.start[:, 2]) + obs_level) if len(sub) else np.nan) for sub in subs]
+
+    def cascades(self, rng, particle, energy, alt, az, core_x, core_y, obs_level):
+        """`em_cascades` or `hadronic_cascades`, by particle."""
+        if particle == "proton":
+            return self.hadronic_cascades(rng, energy, alt, az, core_x, core_y, obs_level)
+        return self.em_cascades(rng, particle, energy, alt, az, core_x, core_y, obs_level)
+
+    def n_points(self, particle, energy):
+        """Emission points drawn for showers of ``energy`` TeV."""
+        per_sqrt_tev = 2 * self.points_per_sqrt_tev if particle == "proton" else self.points_per_sqrt_tev
+        return np.clip(per_sqrt_tev * np.sqrt(np.asarray(energy, dtype=float)), 400, 20000).astype(int)
+
     def shower(self, rng, particle, energy, alt, az, core_x, core_y, obs_level, cascade=None) -> ShowerLight:
         """Emission points of one shower of ``energy`` TeV from (alt, az) rad, core in m.
 
-        ``cascade``: this shower's entry of `em_cascades` when computed for a batch already.
+        ``cascade``: this shower's entry of `cascades` when computed for a batch already.
         """
         return self.showers(
             rng, particle, [energy], [alt], [az], [core_x], [core_y], obs_level, None if cascade is None else [cascade]
@@ -156,20 +176,11 @@ class AirShowerModel(Component):
     def shower_batch(self, rng, particle, energy, alt, az, core_x, core_y, obs_level, cascades=None) -> "ShowerBatch":
         """`showers`, with the emission points of all of them in one array as well."""
         energy = np.asarray(energy, dtype=float)
-        subs, h_first = [], []
-        if particle == "proton":
-            n_points = 2 * self.points_per_sqrt_tev
-            for e, a, z, x, y in zip(energy, alt, az, core_x, core_y):
-                sub = hadronic_cascade(e, np.array([x, y]), axis_direction(a, z), rng, self.atmosphere, obs_level, self.hadronic)
-                subs.append(sub)
-                h_first.append(float(np.max(sub.start[:, 2]) + obs_level) if len(sub) else np.nan)
-        else:
-            if cascades is None:
-                cascades = self.em_cascades(rng, particle, energy, alt, az, core_x, core_y, obs_level)
-            subs = [c[0] for c in cascades]
-            h_first = [c[1] for c in cascades]
-            n_points = self.points_per_sqrt_tev
-        n_points = np.clip(n_points * np.sqrt(energy), 400, 20000).astype(int)
+        if cascades is None:
+            cascades = self.cascades(rng, particle, energy, alt, az, core_x, core_y, obs_level)
+        subs = [c[0] for c in cascades]
+        h_first = [c[1] for c in cascades]
+        n_points = self.n_points(particle, energy)
         points, bounds = sample_emission_points_batch(
             subs, n_points, rng, self.atmosphere, obs_level, self.photons_per_tev, self.lateral_scale,
             self.profile_shift, self.lateral_shape,
@@ -267,13 +278,16 @@ def _depth_of_maximum(atmosphere, points, bounds, axis_z, step=20.0):
 
 
 def quick_expected_photons(
-    model: AirShowerModel, rng, particle, energy, alt, az, core_x, core_y, telescope_positions, mirror_areas, obs_level, n_points=48
+    model: AirShowerModel, rng, particle, energy, alt, az, core_x, core_y, telescope_positions, mirror_areas, obs_level,
+    n_points=48, pointing=None, cos_view=None,
 ):
     """Rough expected photons on each mirror for a batch of showers, shape (n_showers, n_tel).
 
     A few emission points on the primary axis per shower (a proton counted as an
     electromagnetic shower of 60% of its energy): cheap enough to screen out the
     many thrown showers too faint to trigger before simulating them in full.
+    With ``pointing`` (upward unit vector) and ``cos_view`` (one per telescope), only the
+    points seen within the angle of that cosine from the pointing count.
     """
     n = len(energy)
     em_energy = energy * (0.6 if particle == "proton" else 1.0)
@@ -299,5 +313,8 @@ def quick_expected_photons(
     out = np.empty((n, len(telescope_positions)))
     for j, (pos, area) in enumerate(zip(telescope_positions, mirror_areas)):
         photons = photons_at_telescope(points, pos, area, model.atmosphere, obs_level, model.angular)
+        if cos_view is not None:
+            seen = position - np.asarray(pos, dtype=float)[None, :]
+            photons = photons * ((seen @ pointing) >= cos_view[j] * np.linalg.norm(seen, axis=1))
         out[:, j] = np.bincount(idx, weights=photons, minlength=n)
     return out
