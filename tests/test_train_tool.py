@@ -92,6 +92,38 @@ def test_checkpoint_contract(real_run):
     assert exported["max_rel_diff"] < 1e-4
 
 
+class _RunsCode:
+    """Pickles as a call of os.system: loading it unsafely would run a command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("kind, message", [("code", "refusing to load"), ("old", "older ctapipe_gammalearn version")])
+def test_resume_refuses_unsafe_checkpoint(kind, message, real_run, shared_data, tmp_path, capfd):
+    """--resume never runs code from checkpoint_last.pt; one ERROR line names the file."""
+    import torch
+
+    out = tmp_path / "run"
+    out.mkdir()
+    last = out / "checkpoint_last.pt"
+    payload = _RunsCode(tmp_path / "code_ran") if kind == "code" else np.zeros(3)
+    torch.save({"model_state": {}, "lattice": {"coords": payload}}, last)
+    cache = real_run[1] / "cache"  # the cache of the module run, to skip building it again
+    args = real_args(shared_data, out, "--epochs=1", "--resume", f"--cache-dir={cache}")
+    capfd.readouterr()
+    assert run_tool(TrainGammaPhysNet(), args, raises=False) != 0
+    stderr = capfd.readouterr().err
+    errors = [line for line in stderr.splitlines() if "ERROR" in line and "--help" not in line]
+    assert len(errors) == 1 and f"{last}: " in errors[0] and message in errors[0], stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "code_ran").exists()
+    assert not (out / "report.json").exists()
+
+
 def test_refuses_to_overwrite(real_run, shared_data):
     _, out = real_run
     before = (out / "report.json").stat().st_mtime_ns

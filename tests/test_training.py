@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from ctapipe_gammalearn.training.balancing import FixedWeights, GradNorm, UncertaintyWeighting, make_balancer
-from ctapipe_gammalearn.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ctapipe_gammalearn.training.checkpoint import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    Keys,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from ctapipe_gammalearn.training.losses import TASKS, MultitaskLoss, disp_loss
 from ctapipe_gammalearn.training.metrics import binned_metrics, summary_metrics
 
@@ -225,6 +233,40 @@ def test_checkpoint_atomic_and_rng(tmp_path):
     set_rng_state(load_checkpoint(path)["rng_state"])
     torch.testing.assert_close(torch.rand(3), expected)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_last.pt"]
+
+
+def test_checkpoint_is_plain_and_restores_every_rng(lst1_subarray, tmp_path):
+    """weights_only=True reads it; the lattice comes back as numpy arrays; python and numpy RNGs too."""
+    import random
+
+    from ctapipe_gammalearn.lattice import Lattice
+
+    lattice = Lattice.from_geometry(lst1_subarray.tel[1].camera.geometry)
+    path = tmp_path / CHECKPOINT_LAST
+    state = {Keys.MODEL_STATE: {}, Keys.MODEL_CONFIG: {"channels": (4, 8)}, Keys.LATTICE: lattice.to_dict(),
+             Keys.TELESCOPE_TYPE: "LST_LST_LSTCam", Keys.TRAINING: {"loss": np.float64(0.5)},
+             Keys.RNG_STATE: rng_state()}
+    save_checkpoint(state, path)
+    expected = random.random(), np.random.random(), np.random.normal()
+    torch.load(path, weights_only=True)  # no pickled python or numpy objects
+    checkpoint = load_checkpoint(path)
+    assert checkpoint[Keys.TRAINING] == {"loss": 0.5} and checkpoint[Keys.MODEL_CONFIG] == {"channels": (4, 8)}
+    for key, value in lattice.to_dict().items():
+        if isinstance(value, np.ndarray):
+            assert isinstance(checkpoint[Keys.LATTICE][key], np.ndarray)
+            np.testing.assert_array_equal(checkpoint[Keys.LATTICE][key], value)
+    assert Lattice.from_dict(checkpoint[Keys.LATTICE]).fingerprint == lattice.fingerprint
+    set_rng_state(checkpoint[Keys.RNG_STATE])
+    assert (random.random(), np.random.random(), np.random.normal()) == expected
+
+
+def test_checkpoint_refuses_what_it_cannot_store_safely(tmp_path):
+    path = tmp_path / CHECKPOINT_BEST
+    state = {Keys.MODEL_STATE: {}, Keys.MODEL_CONFIG: {}, Keys.LATTICE: {}, Keys.TELESCOPE_TYPE: "LST",
+             Keys.TRAINING: {"when": object()}}
+    with pytest.raises(TypeError, match=r"checkpoint\['training'\]\['when'\]: object cannot be stored"):
+        save_checkpoint(state, path)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(scope="module")

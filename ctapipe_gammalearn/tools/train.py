@@ -151,27 +151,33 @@ class TrainGammaPhysNet(Tool):
         if not self.context.is_main:
             self.provenance_log = Path(os.devnull)  # one provenance log per run, from rank 0
         self.output_dir = Path(self.output_dir).absolute()
-        inputs = [InputFile(p, CLASS_NAMES.index("gamma")) for p in _expand(self.signal, "signal")]
-        inputs += [InputFile(p, CLASS_NAMES.index("proton")) for p in _expand(self.background, "background")]
-        self.inputs = inputs
+        self.inputs = self._input_files()
+        self.cache = self._cache_on_every_rank()
+        for item in self.inputs:
+            Provenance().add_input_file(str(item.path), role="DL1 training events")
+        self._split()
 
-        quality_query = TrainingQualityQuery(parent=self)
+    def _input_files(self):
+        inputs = [InputFile(p, CLASS_NAMES.index("gamma")) for p in _expand(self.signal, "signal")]
+        return inputs + [InputFile(p, CLASS_NAMES.index("proton")) for p in _expand(self.background, "background")]
+
+    def _cache_on_every_rank(self):
+        """Rank 0 prepares the output and builds the cache; the others then open the finished
+        cache under the same key, or raise rank 0's error instead of waiting."""
         cache_dir = Path(self.cache_dir) if self.cache_dir is not None else self.output_dir / "cache"
         build = dict(
             cache_dir=cache_dir,
             telescope_type=self.telescope_type,
-            quality_query=quality_query,
+            quality_query=TrainingQualityQuery(parent=self),
             chunk_size=self.chunk_size,
             pixel_dtype=self.pixel_dtype,
             log=self.log,
         )
-        # rank 0 prepares the output and builds the cache; the others then open the
-        # finished cache under the same key, or raise rank 0's error instead of waiting
-        error = None
+        cache, error = None, None
         if self.context.is_main:
             try:
                 self._prepare_output_dir()
-                self.cache = build_cache(inputs, progress=self.progress_bar, **build)
+                cache = build_cache(self.inputs, progress=self.progress_bar, **build)
             except ToolConfigurationError as err:
                 error = str(err)
                 if not self.context.enabled:
@@ -179,12 +185,9 @@ class TrainGammaPhysNet(Tool):
         error = self.context.broadcast_object(error)
         if error is not None:
             raise ToolConfigurationError(error)
-        if not self.context.is_main:
-            self.cache = build_cache(inputs, progress=False, **build)
-        for item in inputs:
-            Provenance().add_input_file(str(item.path), role="DL1 training events")
-
-        self._split()
+        if self.context.is_main:
+            return cache
+        return build_cache(self.inputs, progress=False, **build)
 
     def _check_config_keys(self):
         """Unknown options are errors here, not warnings: a typo must not train the wrong thing."""

@@ -15,7 +15,7 @@ from .. import __version__
 from ..lattice import Lattice
 from .augment import Augmentation
 from .balancing import make_balancer
-from .checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, Keys, load_checkpoint
+from .checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, CheckpointError, Keys, load_checkpoint
 from .distributed import DistributedContext, choose_device
 from .loop import Trainer
 from .losses import TASKS, MultitaskLoss
@@ -194,7 +194,11 @@ class TrainingRun:
         """Continue from the last checkpoint (``resume``), or validate the untrained network."""
         last = self.output_dir / CHECKPOINT_LAST
         if resume and last.is_file():
-            checkpoint = load_checkpoint(last, map_location=self.device)
+            try:
+                checkpoint = load_checkpoint(last, map_location=self.device)
+            except CheckpointError:
+                self.close()
+                raise
             self.trainer.load_state(checkpoint)
             self.initial_validation = checkpoint.get(Keys.INITIAL_VALIDATION)
             self._info("resuming after epoch %d", self.trainer.epoch)
@@ -208,8 +212,12 @@ class TrainingRun:
         try:
             self.trainer.fit(self.options.epochs)
         finally:
-            if self.writer is not None:
-                self.writer.close()
+            self.close()
+
+    def close(self):
+        """Flush and close TensorBoard."""
+        if self.writer is not None:
+            self.writer.close()
 
     def validation_summary(self):
         """Losses, summary metrics and metrics per energy bin on the validation set (None if empty)."""
