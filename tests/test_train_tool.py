@@ -240,3 +240,10 @@ def test_ddp_two_cpu_processes(sim_setup):
     report = json.loads((base / "ddp" / "report.json").read_text())
     assert report["training"]["world_size"] == 2
     assert np.isfinite(report["epochs"][0]["val_loss"])
+
+
+def test_training_options_are_the_tool_traits():
+    """Every run setting is a trait of the tool, with the same default."""
+    from ctapipe_gammalearn.training.run import TrainingOptions
+
+    assert TrainingOptions.from_traits(TrainGammaPhysNet()) == TrainingOptions()

@@ -31,7 +31,7 @@ class ExportTool(Tool):
     name = "ctapipe-gammalearn-export"
     description = __doc__
     examples = """
-    ctapipe-gammalearn-export --checkpoint run/checkpoint.pt --output models/lst
+    ctapipe-gammalearn-export --checkpoint run/checkpoint_best.pt --output models/lst
 
     ctapipe-gammalearn-export --init-random --input gamma.simtel.zst \\
         --telescope-type LST_LST_LSTCam --preset small --output models/lst_random

@@ -120,18 +120,18 @@ def _to_plain(value, where="checkpoint"):
     """Tensors and plain containers only: what ``weights_only=True`` reads back."""
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value).copy())
-    if isinstance(value, np.generic):
+    if isinstance(value, np.generic):  # before the plain types: np.float64 is a float
         return value.item()
+    if isinstance(value, _PLAIN):
+        return value
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, OrderedDict):  # state dicts
         return OrderedDict((k, _to_plain(v, f"{where}[{k!r}]")) for k, v in value.items())
     if isinstance(value, dict):
         return {k: _to_plain(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if type(value) in (list, tuple):  # not named tuples: they unpickle through their class
         return type(value)(_to_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
-    if isinstance(value, _PLAIN):
-        return value
     raise TypeError(f"{where}: {type(value).__name__} cannot be stored in a checkpoint")
 
 
