@@ -125,7 +125,8 @@ def _finite_rows(*arrays):
     ok = True
     for array in arrays:
         array = np.asarray(array)
-        ok = ok & np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        per_row = int(np.prod(array.shape[1:]))  # not -1: zero rows must work too
+        ok = ok & np.isfinite(array.reshape(len(array), per_row)).all(axis=1)
     return ok
 
 
