@@ -185,3 +185,17 @@ def test_bad_input_clear_error_no_output(case, dl1_file, no_images, models, work
     err = capfd.readouterr().err
     assert expected in err, err[-2000:]
     assert list(tmp_path.glob("*out.h5*")) == []
+
+
+def test_one_event_per_chunk_agrees_with_event_loop(dl1_file, models, per_event, workdir):
+    output = workdir / "chunked.dl2.h5"
+    argv = [f"--config={CONFIG}", f"-i={dl1_file}", f"-o={output}", "--chunk-size=1"]
+    assert apply(argv + [f"-m={m}" for m in models], workdir) == 0
+    (tel_a, stereo_a), (tel_b, stereo_b) = _read(output), _read(per_event)
+    tel = join(tel_a, tel_b, keys=KEYS, table_names=["a", "b"])
+    stereo = join(stereo_a, stereo_b, keys=["obs_id", "event_id"], table_names=["a", "b"])
+    assert len(tel) == len(tel_b) and len(stereo) == len(stereo_b)
+    pairs = [(tel, f"{ENERGY_PREFIX}_tel_energy"), (tel, f"{GEOMETRY_PREFIX}_tel_is_valid")]
+    pairs += [(stereo, f"{ENERGY_PREFIX}_energy"), (stereo, f"{GEOMETRY_PREFIX}_telescopes")]
+    for joined, column in pairs:
+        _compare(Table({column: joined[f"{column}_a"]}), Table({column: joined[f"{column}_b"]}), column)
