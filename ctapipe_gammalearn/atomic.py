@@ -14,7 +14,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-__all__ = ["AtomicOutput", "atomic_path", "atomic_dir"]
+__all__ = ["AtomicOutput", "atomic_dir", "atomic_path"]
 
 #: attempts at a free temporary name before giving up
 _MAX_TRIES = 100

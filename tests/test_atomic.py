@@ -48,20 +48,18 @@ def test_file_suffix(tmp_path):
 @pytest.mark.parametrize("error", [Boom, KeyboardInterrupt, SystemExit])
 def test_file_failure_leaves_nothing(tmp_path, error):
     target = tmp_path / "out.json"
-    with pytest.raises(error):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise error()
+    with pytest.raises(error), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise error()
     assert _leftovers(tmp_path) == []
 
 
 def test_file_failure_keeps_old_target(tmp_path):
     target = tmp_path / "out.json"
     target.write_text("old")
-    with pytest.raises(Boom):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise Boom()
+    with pytest.raises(Boom), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise Boom()
     assert target.read_text() == "old"
     assert _leftovers(tmp_path) == ["out.json"]
 
@@ -76,9 +74,8 @@ def test_file_replaces_old_target(tmp_path):
 
 
 def test_file_removed_by_writer_is_an_error_and_leaves_nothing(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        with atomic_path(tmp_path / "out.json") as tmp:
-            tmp.unlink()
+    with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "out.json") as tmp:
+        tmp.unlink()
     assert _leftovers(tmp_path) == []
 
 
@@ -97,10 +94,9 @@ def test_dir_success_renames(tmp_path):
 
 @pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
 def test_dir_failure_leaves_nothing(tmp_path, error):
-    with pytest.raises(error):
-        with atomic_dir(tmp_path / "report") as tmp:
-            (tmp / "a.txt").write_text("half")
-            raise error()
+    with pytest.raises(error), atomic_dir(tmp_path / "report") as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise error()
     assert _leftovers(tmp_path) == []
 
 
@@ -108,10 +104,9 @@ def test_dir_failure_keeps_old_target(tmp_path):
     target = tmp_path / "report"
     target.mkdir()
     (target / "old.txt").write_text("old")
-    with pytest.raises(Boom):
-        with atomic_dir(target) as tmp:
-            (tmp / "new.txt").write_text("half")
-            raise Boom()
+    with pytest.raises(Boom), atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("half")
+        raise Boom()
     assert _leftovers(target) == ["old.txt"]
     assert _leftovers(tmp_path) == ["report"]
 
@@ -130,9 +125,8 @@ def test_dir_without_overwrite_refuses_an_existing_target(tmp_path):
     target = tmp_path / "cache"
     target.mkdir()
     (target / "theirs.txt").write_text("theirs")
-    with pytest.raises(FileExistsError):
-        with atomic_dir(target, overwrite=False) as tmp:
-            (tmp / "mine.txt").write_text("mine")
+    with pytest.raises(FileExistsError), atomic_dir(target, overwrite=False) as tmp:
+        (tmp / "mine.txt").write_text("mine")
     assert _leftovers(target) == ["theirs.txt"]
     assert _leftovers(tmp_path) == ["cache"]
 

@@ -302,3 +302,20 @@ def _strip(path, node):
     with tables.open_file(path, "a") as h5:
         h5.remove_node(node, recursive=True)
     return path
+
+
+def test_failed_report_keeps_the_old_one(report, dl2_files, monkeypatch):
+    """A report that fails half-way leaves the old folder whole and no temporary behind."""
+    from ctapipe_gammalearn.evaluation import writer
+
+    output, _ = report
+    before = {p.name: p.stat().st_mtime_ns for p in output.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(writer, "plot_metric", fail)
+    argv = [f"--input={dl2_files[0]}", f"--output-dir={output}", "--overwrite", "--min-events=1"]
+    assert run_tool(BenchmarkTool(), argv=argv, cwd=output.parent, raises=False) != 0
+    assert {p.name: p.stat().st_mtime_ns for p in output.iterdir()} == before
+    assert sorted(p.name for p in output.parent.iterdir() if p.name.startswith(".")) == []

@@ -1,5 +1,6 @@
 """Per-energy-bin benchmarks of DL2 reconstructors (pyirf, scikit-learn); plots in `.plots`,
-the point-source sensitivity (ctapipe.irf) in `.sensitivity`."""
+the point-source sensitivity (ctapipe.irf) in `.sensitivity`, the report folder in `.writer`
+(those two import matplotlib and ctapipe.irf, hence not here)."""
 
 from .events import (
     DEFAULT_QUALITY_CRITERIA,

@@ -16,6 +16,12 @@ from astropy.table import QTable, vstack
 from ctapipe.core.qualityquery import QualityQuery
 from ctapipe.core.traits import List, Tuple, Unicode
 from ctapipe.io import TableLoader
+from ctapipe.io.hdf5dataformat import (
+    DL1_TEL_PARAMETERS_GROUP,
+    DL2_SUBARRAY_GROUP,
+    DL2_TEL_GROUP,
+    SIMULATION_SHOWER_TABLE,
+)
 from pyirf.utils import calculate_theta
 from tqdm.auto import tqdm
 
@@ -44,11 +50,12 @@ __all__ = [
 
 #: DL2 kinds that the benchmark measures (``impact`` has no metric here)
 KINDS = ("energy", PARTICLE_TYPE_KEY, "geometry")
-#: HDF5 group names of each kind: in ctapipe 0.28 ``ctapipe-process`` writes
-#: gammaness under ``classification`` but ``ctapipe-apply-models`` under ``particle_type``
+#: HDF5 group names of each kind under a level's group: in ctapipe 0.28 ``ctapipe-process``
+#: writes gammaness under ``classification`` but ``ctapipe-apply-models`` under
+#: ``particle_type``; `ctapipe.io.hdf5dataformat` knows the latter only
 KIND_GROUPS = {"energy": ("energy",), PARTICLE_TYPE_KEY: ("classification", "particle_type"), "geometry": ("geometry",)}
-#: benchmark level -> HDF5 group under /dl2/event
-LEVELS = {"mono": "telescope", "stereo": "subarray"}
+#: benchmark level -> its HDF5 DL2 group
+LEVELS = {"mono": DL2_TEL_GROUP, "stereo": DL2_SUBARRAY_GROUP}
 GAMMA_ID = 0
 PROTON_ID = 101
 #: telescope-event column holding ``str(TelescopeDescription)``, e.g. ``LST_LST_LSTCam``
@@ -76,7 +83,7 @@ class BenchmarkInputError(ValueError):
 def find_reconstructors(path) -> dict:
     """Reconstructor prefixes per level and kind: ``{level: {kind: [prefix, ...]}}``.
 
-    Read from the HDF5 groups ``/dl2/event/<telescope|subarray>/<kind>/<prefix>``.
+    Read from the HDF5 groups ``<level group>/<kind>/<prefix>`` (see `LEVELS`, `KIND_GROUPS`).
     """
     found = {level: {kind: [] for kind in KINDS} for level in LEVELS}
     with tables.open_file(path) as h5:
@@ -84,7 +91,7 @@ def find_reconstructors(path) -> dict:
             for kind in KINDS:
                 prefixes = set()
                 for name in KIND_GROUPS[kind]:
-                    where = f"/dl2/event/{group}/{name}"
+                    where = f"{group}/{name}"
                     if where in h5:
                         prefixes.update(h5.get_node(where)._v_children)
                 found[level][kind] = sorted(prefixes)
@@ -101,7 +108,7 @@ def _merge_found(all_found):
 
 
 def _tel_ids_with_events(h5):
-    group = h5.get_node("/dl1/event/telescope/parameters")
+    group = h5.get_node(DL1_TEL_PARAMETERS_GROUP)
     return sorted(int(name.split("_")[1]) for name, node in group._v_children.items() if node.nrows > 0)
 
 
@@ -111,8 +118,8 @@ def _check_file(path):
         raise BenchmarkInputError(f"{path}: no such file")
     try:
         with tables.open_file(path) as h5:
-            has_truth = "/simulation/event/subarray/shower" in h5
-            has_params = "/dl1/event/telescope/parameters" in h5
+            has_truth = SIMULATION_SHOWER_TABLE in h5
+            has_params = DL1_TEL_PARAMETERS_GROUP in h5
             # only telescopes with events: the loader is slow per telescope
             tel_ids = _tel_ids_with_events(h5) if has_params else []
     except (OSError, tables.HDF5ExtError) as err:
@@ -121,10 +128,10 @@ def _check_file(path):
     if not any(found[level][kind] for level in LEVELS for kind in KINDS):
         raise BenchmarkInputError(f"{path}: no DL2 reconstruction in /dl2/event")
     if not has_truth:
-        raise BenchmarkInputError(f"{path}: no simulated truth (/simulation/event/subarray/shower)")
+        raise BenchmarkInputError(f"{path}: no simulated truth ({SIMULATION_SHOWER_TABLE})")
     if not has_params:
         raise BenchmarkInputError(
-            f"{path}: no DL1 parameters (/dl1/event/telescope/parameters) for the quality selection"
+            f"{path}: no DL1 parameters ({DL1_TEL_PARAMETERS_GROUP}) for the quality selection"
         )
     return found, tel_ids
 

@@ -21,6 +21,8 @@ __all__ = [
     "section_level",
     "section_metrics",
     "choose_references",
+    "merge_references",
+    "selected_counts",
     "to_json",
     "format_tables",
 ]
@@ -168,6 +170,20 @@ def choose_references(reconstructors, preferred=REFERENCE_PREFIXES):
             chosen = next((p for p in preferred.get(kind, []) if p in prefixes), prefixes[0])
             refs[level][kind] = chosen
     return refs
+
+
+def merge_references(chosen, preferred=REFERENCE_PREFIXES):
+    """``preferred`` with one chosen prefix per kind (``{kind: prefix}``) put in front."""
+    return {**preferred, **{kind: [prefix] for kind, prefix in chosen.items()}}
+
+
+def selected_counts(tel_events, sub_events, metrics):
+    """Events of the common selection: ``mono``, ``stereo`` and, where measured, per telescope type."""
+    counts = {"mono": len(tel_events), "stereo": len(sub_events)}
+    if BY_TYPE in metrics:
+        types = np.asarray(tel_events[TEL_TYPE_COLUMN])
+        counts[BY_TYPE] = {t: int(np.count_nonzero(types == t)) for t in metrics[BY_TYPE]}
+    return counts
 
 
 def to_json(metrics, **header) -> str:

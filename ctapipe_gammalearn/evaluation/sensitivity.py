@@ -15,6 +15,7 @@ import numpy as np
 import tables
 from astropy.table import QTable, Table
 from ctapipe.io import TableLoader, read_table
+from ctapipe.io.hdf5dataformat import OBSERVATION_BLOCK_TABLE, SIMULATION_RUN_TABLE
 from pyirf.cuts import evaluate_binned_cut
 from pyirf.simulations import SimulatedEventsInfo
 from pyirf.spectral import PowerLaw
@@ -31,6 +32,7 @@ __all__ = [
     "simulation_inputs",
     "point_source_sensitivity",
     "sensitivity_all",
+    "sensitivity_entry",
     "format_sensitivity",
 ]
 
@@ -41,7 +43,6 @@ OBSERVATION_TIME = 50 * u.h
 ALPHA = 0.2
 #: background taken from reconstructed offsets below this (pyirf's example analysis)
 FOV_OFFSET_MAX = 1 * u.deg
-_OBSERVATION_BLOCK = "/configuration/observation/observation_block"
 _SENSITIVITY_COLUMNS = (
     "N_SIGNAL",
     "N_SIGNAL_WEIGHTED",
@@ -108,7 +109,7 @@ def method_triples(reconstructors, references):
 def _simulation_info(path):
     """pyirf SimulatedEventsInfo of one file, or None without simulation configuration."""
     with tables.open_file(path) as h5:
-        if "/configuration/simulation/run" not in h5:
+        if SIMULATION_RUN_TABLE not in h5:
             return None
     DL2EventLoader, _, _, Spectra = _irf()
     loader_component = DL2EventLoader(file=path, target_spectrum=Spectra.CRAB_HEGRA)
@@ -175,9 +176,9 @@ def _pointing(paths, sub_events, indices):
     obs_id = np.asarray(sub_events["obs_id"])
     for index in indices:
         with tables.open_file(paths[index]) as h5:
-            if _OBSERVATION_BLOCK not in h5:
-                raise SensitivityUnavailable(f"{paths[index]}: no pointing ({_OBSERVATION_BLOCK})")
-        blocks = read_table(paths[index], _OBSERVATION_BLOCK)
+            if OBSERVATION_BLOCK_TABLE not in h5:
+                raise SensitivityUnavailable(f"{paths[index]}: no pointing ({OBSERVATION_BLOCK_TABLE})")
+        blocks = read_table(paths[index], OBSERVATION_BLOCK_TABLE)
         for row in blocks:
             rows = (file_index == index) & (obs_id == row["obs_id"])
             alt[rows] = u.Quantity(row["subarray_pointing_lat"], u.deg).value
@@ -290,6 +291,19 @@ def sensitivity_all(
     if not metrics:
         raise SensitivityUnavailable("too few events after cuts for every method")
     return metrics, tables_out
+
+
+def sensitivity_entry(per_method) -> dict:
+    """The ``sensitivity`` entry of ``metrics.json``: the settings and the per-method
+    results of `sensitivity_all`."""
+    return {
+        "observation_time_h": OBSERVATION_TIME.to_value(u.h),
+        "alpha": ALPHA,
+        "background_fov_offset_max_deg": FOV_OFFSET_MAX.to_value(u.deg),
+        "source_spectrum": "CRAB_HEGRA",
+        "background_spectrum": "IRFDOC_PROTON_SPECTRUM",
+        "methods": per_method,
+    }
 
 
 def _rows(table):

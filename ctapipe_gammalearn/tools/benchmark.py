@@ -1,21 +1,12 @@
 """``ctapipe-gammalearn-benchmark``: every DL2 reconstructor of the input files, side by side."""
 
-import re
-import shutil
-import tempfile
-from pathlib import Path
-
 import astropy.units as u
-import numpy as np
 from ctapipe.core import Provenance, Tool, ToolConfigurationError
 from ctapipe.core.traits import AstroQuantity, Bool, Dict, Float, Int, List, flag
 from ctapipe.core.traits import Path as PathTrait
-from tqdm.auto import tqdm
 
-from .. import __version__
 from ..compat import PARTICLE_TYPE_KEY
 from ..evaluation.events import (
-    TEL_TYPE_COLUMN,
     BenchmarkInputError,
     BenchmarkQualityQuery,
     load_events,
@@ -23,26 +14,16 @@ from ..evaluation.events import (
     select_events,
 )
 from ..evaluation.metrics import energy_bins
-from ..evaluation.plots import plot_metric, plot_roc, plot_sensitivity
 from ..evaluation.report import (
-    BY_TYPE,
-    METRICS,
     REFERENCE_PREFIXES,
     benchmark_all,
     choose_references,
     format_tables,
-    section_level,
-    section_metrics,
-    to_json,
+    merge_references,
+    selected_counts,
 )
-from ..evaluation.sensitivity import (
-    ALPHA,
-    FOV_OFFSET_MAX,
-    OBSERVATION_TIME,
-    SensitivityUnavailable,
-    format_sensitivity,
-    sensitivity_all,
-)
+from ..evaluation.sensitivity import SensitivityUnavailable, format_sensitivity, sensitivity_all, sensitivity_entry
+from ..evaluation.writer import report_header, write_report
 
 __all__ = ["BenchmarkTool", "main"]
 
@@ -68,7 +49,7 @@ class BenchmarkTool(Tool):
     input_files = List(PathTrait(directory_ok=False), default_value=[], help="DL2 files with simulated truth").tag(
         config=True
     )
-    output_dir = PathTrait(default_value=None, allow_none=True, help="directory for metrics.json and plots").tag(
+    output_path = PathTrait(default_value=None, allow_none=True, help="directory for metrics.json and plots").tag(
         config=True
     )
     energy_min = AstroQuantity(default_value=0.02 * u.TeV, physical_type=u.physical.energy, help="lowest true-energy edge").tag(
@@ -93,7 +74,7 @@ class BenchmarkTool(Tool):
 
     aliases = {
         ("i", "input"): "BenchmarkTool.input_files",
-        ("o", "output-dir"): "BenchmarkTool.output_dir",
+        ("o", "output-dir"): "BenchmarkTool.output_path",
         "energy-min": "BenchmarkTool.energy_min",
         "energy-max": "BenchmarkTool.energy_max",
         "bins-per-decade": "BenchmarkTool.bins_per_decade",
@@ -111,31 +92,17 @@ class BenchmarkTool(Tool):
     def setup(self):
         if not self.input_files:
             raise ToolConfigurationError("no input: give at least one DL2 file with --input")
-        if self.output_dir is None:
+        if self.output_path is None:
             raise ToolConfigurationError("no output directory: give --output-dir")
-        self.output_dir = Path(self.output_dir)
-        if self.output_dir.exists() and not self.overwrite:
-            raise ToolConfigurationError(f"{self.output_dir}: exists; use --overwrite to replace it")
+        self.check_output(self.output_path)
         if not 0 < self.gamma_efficiency < 1:
             raise ToolConfigurationError(f"gamma efficiency must be in (0, 1), got {self.gamma_efficiency}")
         self.quality_query = BenchmarkQualityQuery(parent=self)
         self.bins = energy_bins(self.energy_min, self.energy_max, self.bins_per_decade)
 
     def start(self):
-        criteria = list(self.quality_query.quality_criteria)
-        try:
-            tel, sub, self.reconstructors = load_events(
-                self.input_files, parameter_columns=quality_columns(criteria), progress=self.progress_bar
-            )
-            self.tel, self.sub = select_events(tel, sub, criteria)
-        except BenchmarkInputError as err:
-            raise ToolConfigurationError(str(err)) from None
-        for path in self.input_files:
-            Provenance().add_input_file(str(path), role="DL2 with simulated truth")
-        self.log.info("common selection: %d of %d telescope events, %d of %d subarray events",
-                      len(self.tel), len(tel), len(self.sub), len(sub))
-        self.references = choose_references(self.reconstructors, {**REFERENCE_PREFIXES, **{
-            kind: [prefix] for kind, prefix in self.reference.items()}})
+        self.tel, self.sub, self.reconstructors = self._selected_events()
+        self.references = choose_references(self.reconstructors, merge_references(self.reference))
         self.metrics, self.tables = benchmark_all(
             self.tel,
             self.sub,
@@ -146,88 +113,55 @@ class BenchmarkTool(Tool):
             min_events=self.min_events,
         )
         print(format_tables(self.tables, self.references, self.metrics))
-        self.sensitivity_tables = {}
+        self.sensitivity_tables = self._sensitivity()
+
+    def finish(self):
+        header = report_header(
+            self.input_files,
+            self.bins,
+            self.quality_query.quality_criteria,
+            self.gamma_efficiency,
+            self.background_ids,
+            self.min_events,
+            selected_counts(self.tel, self.sub, self.metrics),
+            self.references,
+        )
+        written = write_report(
+            self.output_path, self.metrics, self.tables, self.references, header=header,
+            sensitivity_tables=self.sensitivity_tables, progress=self.progress_bar, overwrite=self.overwrite,
+        )
+        for name in written:
+            Provenance().add_output_file(str(self.output_path / name), role="benchmark report", add_meta=False)
+        self.log.info("report written to %s", self.output_path)
+
+    def _selected_events(self):
+        """Telescope and subarray events of the common selection, and the reconstructors found."""
+        criteria = list(self.quality_query.quality_criteria)
         try:
-            sensitivity, self.sensitivity_tables = sensitivity_all(
+            tel, sub, reconstructors = load_events(
+                self.input_files, parameter_columns=quality_columns(criteria), progress=self.progress_bar
+            )
+            tel_selected, sub_selected = select_events(tel, sub, criteria)
+        except BenchmarkInputError as err:
+            raise ToolConfigurationError(str(err)) from None
+        for path in self.input_files:
+            Provenance().add_input_file(str(path), role="DL2 with simulated truth")
+        self.log.info("common selection: %d of %d telescope events, %d of %d subarray events",
+                      len(tel_selected), len(tel), len(sub_selected), len(sub))
+        return tel_selected, sub_selected, reconstructors
+
+    def _sensitivity(self):
+        """Per-method sensitivity tables, also entered in the metrics; none where the inputs allow none."""
+        try:
+            per_method, tables = sensitivity_all(
                 self.input_files, self.sub, self.reconstructors, self.references, self.bins
             )
         except SensitivityUnavailable as err:
             self.log.warning("no sensitivity curve: %s", err)
-        else:
-            self.metrics["sensitivity"] = {
-                "observation_time_h": OBSERVATION_TIME.to_value(u.h),
-                "alpha": ALPHA,
-                "background_fov_offset_max_deg": FOV_OFFSET_MAX.to_value(u.deg),
-                "source_spectrum": "CRAB_HEGRA",
-                "background_spectrum": "IRFDOC_PROTON_SPECTRUM",
-                "methods": sensitivity,
-            }
-            print("\n" + format_sensitivity(self.sensitivity_tables))
-
-    def finish(self):
-        parent = self.output_dir.resolve().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        # everything goes to a sibling temporary directory, renamed at the end
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.output_dir.name}.", dir=parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private
-        try:
-            header = {
-                "ctapipe_gammalearn_version": __version__,
-                "input_files": [str(p) for p in self.input_files],
-                "energy_bins_tev": self.bins.to_value(u.TeV).tolist(),
-                "quality_criteria": [list(c) for c in self.quality_query.quality_criteria],
-                "gamma_efficiency": self.gamma_efficiency,
-                "background_ids": list(self.background_ids),
-                "min_events": self.min_events,
-                "n_selected": self._n_selected(),
-                "references": self.references,
-            }
-            (tmp / "metrics.json").write_text(to_json(self.metrics, **header))
-            written = ["metrics.json"]
-            jobs = [
-                (section, metric)
-                for section in self.tables
-                for metric, (kind, _, _) in METRICS.items()
-                if self.tables[section][kind]
-            ]
-            for section, metric in tqdm(jobs, desc="plots", disable=not self.progress_bar):
-                kind = METRICS[metric][0]
-                reference = self.references[section_level(section)].get(kind)
-                name = f"{_file_stem(section)}_{metric}.png"
-                plot_metric(self.tables[section][kind], metric, reference, tmp / name, title=section)
-                written.append(name)
-            for section in self.tables:
-                measured = section_metrics(self.metrics, section)
-                # a section with one particle type has no ROC curve to draw
-                if any(kinds.get(PARTICLE_TYPE_KEY, {}).get("roc", {}).get("fpr") for kinds in measured.values()):
-                    name = f"{_file_stem(section)}_roc.png"
-                    plot_roc(measured, PARTICLE_TYPE_KEY, tmp / name, title=section)
-                    written.append(name)
-            if self.sensitivity_tables:
-                title = f"point source, {OBSERVATION_TIME:g}"
-                plot_sensitivity(self.sensitivity_tables, tmp / "sensitivity.png", reference="reference", title=title)
-                written.append("sensitivity.png")
-            if self.output_dir.exists():
-                shutil.rmtree(self.output_dir)
-            tmp.rename(self.output_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        for name in written:
-            Provenance().add_output_file(str(self.output_dir / name), role="benchmark report", add_meta=False)
-        self.log.info("report written to %s", self.output_dir)
-
-    def _n_selected(self):
-        counts = {"mono": len(self.tel), "stereo": len(self.sub)}
-        if BY_TYPE in self.metrics:
-            types = np.asarray(self.tel[TEL_TYPE_COLUMN])
-            counts[BY_TYPE] = {t: int(np.count_nonzero(types == t)) for t in self.metrics[BY_TYPE]}
-        return counts
-
-
-def _file_stem(section):
-    """``mono/LST_LST_LSTCam`` -> ``mono_LST_LST_LSTCam``: a plain file name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", section.replace("/", "_"))
+            return {}
+        self.metrics["sensitivity"] = sensitivity_entry(per_method)
+        print("\n" + format_sensitivity(tables))
+        return tables
 
 
 def main():
