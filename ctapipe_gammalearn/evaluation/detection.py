@@ -217,12 +217,14 @@ def alpha_of(angles):
 # --------------------------------------------------------------------------- statistics
 
 
-def on_off_counts(theta_on, theta_off, theta_cut, weights=None):
+def on_off_counts(theta_on, theta_off, theta_cut, weights=None, union=False):
     """``(n_on, n_off)``: (weighted) events with θ < ``theta_cut`` around the source and
     around any off position, summed over the off positions.
 
     ``theta_off`` has shape ``(n_regions, n_events)``; ``theta_cut`` is a scalar
-    or one value per event (a cut per energy bin evaluated on each event).
+    or one value per event (a cut per energy bin evaluated on each event). With
+    ``union`` an event in two overlapping off regions counts once (gammapy counts the
+    events in the union of its off regions, which overlap slightly on its pixel map).
     """
     theta_on = u.Quantity(theta_on, u.deg)
     theta_off = u.Quantity(theta_off, u.deg)
@@ -230,6 +232,8 @@ def on_off_counts(theta_on, theta_off, theta_cut, weights=None):
     w = np.ones(theta_on.shape) if weights is None else np.asarray(weights, dtype=float)
     in_on = theta_on < theta_cut
     in_off = theta_off < theta_cut
+    if union:
+        return float(np.sum(w[in_on])), float(np.sum(w[np.any(in_off, axis=0)]))
     return float(np.sum(w[in_on])), float(np.sum(w * in_off))
 
 
@@ -703,19 +707,31 @@ def _observed_row(method, kind, stats, run_ids, livetime, n_regions):
     return row
 
 
-def stack_runs(rows):
+def stack_runs(rows, different_alpha=False):
     """One row for several runs of one method and cuts: counts and live times summed,
-    the significance of the summed counts (all runs must share α)."""
+    the significance of the summed counts.
+
+    Runs must share α unless ``different_alpha``: then α is the background-weighted
+    ``Σ α_i N_off,i / Σ N_off,i`` (as gammapy stacks on/off datasets), so that
+    α N_off is the summed background of the runs.
+    """
     if not rows:
         raise DetectionInputError("no run to stack")
-    alphas = {round(row["alpha"], 12) for row in rows}
-    if len(alphas) > 1:
-        raise DetectionInputError(f"runs with different α cannot be stacked by summing counts: {sorted(alphas)}")
-    stats = detection_statistics(sum(r["n_on"] for r in rows), sum(r["n_off"] for r in rows), rows[0]["alpha"])
+    alphas = [row["alpha"] for row in rows]
+    n_off = sum(r["n_off"] for r in rows)
+    if len({round(a, 12) for a in alphas}) > 1:
+        if not different_alpha:
+            raise DetectionInputError(
+                f"runs with different α cannot be stacked by summing counts: {sorted(set(alphas))}")
+        alpha = sum(r["alpha"] * r["n_off"] for r in rows) / n_off if n_off > 0 else float(np.mean(alphas))
+    else:
+        alpha = alphas[0]
+    stats = detection_statistics(sum(r["n_on"] for r in rows), n_off, alpha)
     run_ids = [run for row in rows for run in row.get("run_ids", [])]
     livetime = sum(row["livetime_h"] for row in rows) * u.h
+    regions = {row.get("n_off_regions") for row in rows}
     return _observed_row(rows[0]["method"], rows[0]["cuts"], stats, run_ids, livetime,
-                         rows[0].get("n_off_regions"))
+                         regions.pop() if len(regions) == 1 else None)
 
 
 def detection_row(method, kind, stats, observation_time, gamma_rate_per_min, background_rate_per_min, **extra):
