@@ -71,6 +71,8 @@ __all__ = [
     "source_altaz",
     "observed_run",
     "stack_runs",
+    "stack_theta2",
+    "run_row",
     "detection_row",
 ]
 
@@ -173,7 +175,8 @@ def _pixelized_angular_size(offset, on_radius, pixel_size, position_angle_):
     rho = np.tan(offset.to_value(u.rad))
     pa = position_angle_.to_value(u.rad)
     xs, ys = rho * np.sin(pa), rho * np.cos(pa)
-    half = 1.5 * np.tan((offset + on_radius).to_value(u.rad)) - rho + 2 * step + on_radius.to_value(u.rad)
+    # half width of a box around the on circle on the tangent plane (radius stretched ≤ sec²)
+    half = 1.2 * np.tan(on_radius.to_value(u.rad)) / np.cos((offset + on_radius).to_value(u.rad)) ** 2 + 2 * step
     k = np.arange(npix) - (npix - 1) / 2
     kx = k[np.abs(k * step - xs) < half]
     ky = k[np.abs(k * step - ys) < half]
@@ -181,7 +184,8 @@ def _pixelized_angular_size(offset, on_radius, pixel_size, position_angle_):
     # inside: angular distance to the source below the radius (inverse gnomonic)
     d_pix = np.arctan(np.hypot(x, y))
     pa_pix = np.arctan2(x, y)
-    cos_sep = np.cos(d_pix) * np.cos(offset.to_value(u.rad)) + np.sin(d_pix) * np.sin(offset.to_value(u.rad)) * np.cos(pa_pix - pa)
+    d_src = offset.to_value(u.rad)
+    cos_sep = np.cos(d_pix) * np.cos(d_src) + np.sin(d_pix) * np.sin(d_src) * np.cos(pa_pix - pa)
     inside = cos_sep > np.cos(on_radius.to_value(u.rad))
     angles = pa_pix[inside]
     if len(angles) == 0:
@@ -574,7 +578,10 @@ def simulated_observation(method, gammas, background, bins=None, *, observation_
         elif kind == "threshold":
             cuts = threshold_cuts(gammas_opt, bins, gammaness_threshold, on_radius=on_radius)
         elif kind == "best":
-            cuts = best_cuts(gammas_opt, bkg_opt, bins, alpha, ring, on_radius=on_radius)
+            try:
+                cuts = best_cuts(gammas_opt, bkg_opt, bins, alpha, ring, on_radius=on_radius)
+            except DetectionInputError as err:
+                raise DetectionInputError(f"{_where(name)}{method}: {err}") from None
         else:
             raise DetectionInputError(f"unknown kind of cuts {kind!r} (one of {CUT_KINDS})")
         gh_pass, theta_cut = apply_cuts(gammas_count, cuts)
@@ -646,7 +653,7 @@ def source_altaz(ra, dec, times, location, max_step=10 * u.s):
 
 def observed_run(method, events, source_ra, source_dec, location, cuts=None, *, run_id=None, livetime=None,
                  n_off=DEFAULT_N_OFF, on_radius=None, energy_min=None, energy_max=None,
-                 fov_radius=DEFAULT_FOV_RADIUS, name="", theta2_bins=None, kind="threshold"):
+                 fov_radius=DEFAULT_FOV_RADIUS, name="", theta2_bins=None, kind=None):
     """On/off counts and significance of one observed run (no truth).
 
     ``events``: ``reco_alt``/``reco_az``, ``time`` (astropy Time), ``pointing_alt``/``az``
@@ -656,9 +663,12 @@ def observed_run(method, events, source_ra, source_dec, location, cuts=None, *, 
     each event's time; the off positions are reflected around each event's pointing
     (``n_off`` or ``"max"``, the latter from the median offset).
 
+    ``kind`` labels the row (default: the ``CUTS`` of the cuts' meta, else ``threshold``).
     Returns ``(row, theta2)``: a `detection_row` with ``run_ids`` and ``livetime_h``,
-    and the θ² histograms.
+    and the θ² histograms (add those of several runs with `stack_theta2`).
     """
+    if kind is None:
+        kind = cuts.meta.get("CUTS", "threshold") if cuts is not None else "threshold"
     events = QTable(events, copy=False)
     if len(events) == 0:
         raise DetectionInputError(f"{_where(name)}no events")
@@ -690,11 +700,13 @@ def observed_run(method, events, source_ra, source_dec, location, cuts=None, *, 
     theta_off = angular_distance(sel["reco_az"][None], sel["reco_alt"][None], off_az, off_alt)
     n_on, n_off_count = on_off_counts(theta_on, theta_off, theta_cut[keep])
     stats = detection_statistics(n_on, n_off_count, alpha)
-    row = _observed_row(method, kind, stats, [] if run_id is None else [run_id], livetime, len(angles))
+    row = run_row(method, kind, stats, [] if run_id is None else [run_id], livetime, len(angles))
     return row, theta2_histograms(theta_on, theta_off, alpha, theta2_bins)
 
 
-def _observed_row(method, kind, stats, run_ids, livetime, n_regions):
+def run_row(method, kind, stats, run_ids, livetime, n_regions):
+    """`detection_row` of observed runs: rates per minute of live time, ``run_ids``,
+    ``livetime_h`` and ``n_off_regions``."""
     livetime_h = np.nan if livetime is None else u.Quantity(livetime, u.h).to_value(u.h)
     minutes = livetime_h * 60
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -730,8 +742,23 @@ def stack_runs(rows, different_alpha=False):
     run_ids = [run for row in rows for run in row.get("run_ids", [])]
     livetime = sum(row["livetime_h"] for row in rows) * u.h
     regions = {row.get("n_off_regions") for row in rows}
-    return _observed_row(rows[0]["method"], rows[0]["cuts"], stats, run_ids, livetime,
+    return run_row(rows[0]["method"], rows[0]["cuts"], stats, run_ids, livetime,
                          regions.pop() if len(regions) == 1 else None)
+
+
+def stack_theta2(tables):
+    """Sum of θ² histograms of several runs on the same bins: on counts, raw off counts,
+    and off counts scaled by each run's α (the summed background)."""
+    if not tables:
+        raise DetectionInputError("no θ² histogram to stack")
+    out = QTable(tables[0], copy=True)
+    for other in tables[1:]:
+        if not np.allclose(u.Quantity(other["theta2_low"]).value, u.Quantity(out["theta2_low"]).value):
+            raise DetectionInputError("θ² histograms on different bins")
+        for column in ("n_on", "n_off", "n_off_raw"):
+            out[column] = out[column] + other[column]
+    out["excess"] = out["n_on"] - out["n_off"]
+    return out
 
 
 def detection_row(method, kind, stats, observation_time, gamma_rate_per_min, background_rate_per_min, **extra):

@@ -23,9 +23,9 @@ from .detection import (
     off_rotation_angles,
     on_off_counts,
     reflected_positions,
+    run_row,
     stack_runs,
     theta2_histograms,
-    _observed_row,
 )
 
 __all__ = ["DL3_ON_RADIUS", "GAMMAPY_PIXEL_SIZE", "read_observations", "dl3_run", "dl3_runs"]
@@ -113,7 +113,7 @@ def dl3_run(observation, source, on_radius=DL3_ON_RADIUS, n_off="max", *, method
     n_on, n_off_count = on_off_counts(theta_on, theta_off, on_radius, union=pixel_size is not None)
     alpha = alpha_of(angles)
     stats = detection_statistics(n_on, n_off_count, alpha)
-    row = _observed_row(method, cuts, stats, [observation.obs_id], observation.observation_live_time_duration,
+    row = run_row(method, cuts, stats, [observation.obs_id], observation.observation_live_time_duration,
                         len(angles))
     row["offset_deg"] = float(offset.to_value(u.deg))
     row["off_ra_deg"] = [float(v) for v in off_ra.to_value(u.deg)]
