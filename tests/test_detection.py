@@ -317,6 +317,10 @@ def test_errors_name_the_file():
     gammas, bkg = _synthetic(n_gamma=2000, n_bkg=2000)
     with pytest.raises(DetectionInputError, match=r"^gammas\.h5: source at 3\.00 deg .* outside the field of view"):
         det.simulated_observation("m", gammas, bkg, wobble_offset=3 * u.deg, name="gammas.h5")
+    diffuse = QTable(gammas, copy=True)
+    diffuse["true_alt"] = diffuse["true_alt"] + np.linspace(0, 1, len(diffuse)) * u.deg
+    with pytest.raises(DetectionInputError, match=r"^gammas\.h5: gammas not point-like"):
+        det.simulated_observation("m", diffuse, bkg, name="gammas.h5")
     with pytest.raises(DetectionInputError, match=r"^gammas\.h5: no gamma event in the reconstructed-energy range"):
         det.simulated_observation("m", gammas, bkg, energy_min=500 * u.TeV, name="gammas.h5")
     events, location = _observed_events(n_src=50, n_bkg=50)
@@ -325,6 +329,8 @@ def test_errors_name_the_file():
                     "gh_cut": np.full(len(bins) - 1, 1.5), "theta_cut": np.full(len(bins) - 1, 0.1) * u.deg})
     with pytest.raises(DetectionInputError, match=r"^run_1\.h5: no events left after the cuts of m$"):
         det.observed_run("m", events, CRAB.ra, CRAB.dec, location, never, name="run_1.h5")
+    with pytest.raises(DetectionInputError, match=r"^gammas\.h5: source 0\.050 deg from the pointing, within"):
+        det.simulated_observation("m", gammas, bkg, wobble_offset=0.05 * u.deg, name="gammas.h5")
     with pytest.raises(DetectionInputError, match=r"^run_1\.h5: source at .* outside the field of view"):
         det.observed_run("m", events, CRAB.ra + 20 * u.deg, CRAB.dec, location, on_radius=0.1 * u.deg,
                          name="run_1.h5")
@@ -405,6 +411,9 @@ def test_observed_run_counts_and_stacking():
     cuts = QTable({"low": bins[:-1], "high": bins[1:], "center": np.sqrt(bins[:-1] * bins[1:]),
                    "gh_cut": np.full(len(bins) - 1, 0.6), "theta_cut": np.full(len(bins) - 1, 0.2) * u.deg})
     cut_row, _ = det.observed_run("m", events, CRAB.ra, CRAB.dec, location, cuts, livetime=20 * u.min)
+    # a fixed on radius replaces the cuts' θ cut
+    narrow, _ = det.observed_run("m", events, CRAB.ra, CRAB.dec, location, cuts, on_radius=0.1 * u.deg)
+    assert narrow["n_off"] < 0.5 * cut_row["n_off"]
     assert cut_row["n_off"] < 0.3 * row["n_off"]
     assert cut_row["n_on"] > 0.7 * (row["n_on"] - row["alpha"] * row["n_off"])
     maxed, _ = det.observed_run("m", events, CRAB.ra, CRAB.dec, location, on_radius=0.1 * u.deg, n_off="max")

@@ -165,6 +165,20 @@ def off_rotation_angles(n_off=DEFAULT_N_OFF, offset=None, on_radius=None, min_di
     return (_FULL_CIRCLE * np.arange(1, n_off + 1) / (n_off + 1)).to(u.rad)
 
 
+def _angles_or_error(n_off, offset, on_radius, name, **options):
+    """`off_rotation_angles`, refusing a source so close to the pointing that the off
+    regions would overlap the on region; errors name the file."""
+    offset, on_radius = u.Quantity(offset, u.deg), u.Quantity(on_radius, u.deg)
+    if offset <= on_radius:
+        raise DetectionInputError(
+            f"{_where(name)}source {offset:.3f} from the pointing, within the on radius {on_radius:.3f}: "
+            "no off region")
+    try:
+        return off_rotation_angles(n_off, offset=offset, on_radius=on_radius, **options)
+    except DetectionInputError as err:
+        raise DetectionInputError(f"{_where(name)}{err}") from None
+
+
 def _pixelized_angular_size(offset, on_radius, pixel_size, position_angle_):
     """Angular size, seen from the pointing, of the pixel centres inside the on circle on a
     tangent-plane map centred on the pointing: ``4 offset + 0.3 deg`` wide (gammapy's
@@ -507,6 +521,10 @@ def _prepare_gammas(gammas, name):
     offset = source_offset(gammas["pointing_az"], gammas["pointing_alt"], gammas["true_az"], gammas["true_alt"])
     if len(gammas) == 0:
         raise DetectionInputError(f"{_where(name)}no gamma event")
+    spread = np.ptp(offset.to_value(u.deg))
+    if spread > 0.05:
+        raise DetectionInputError(
+            f"{_where(name)}gammas not point-like: true offsets from the pointing spread over {spread:.2f} deg")
     out = QTable(gammas, copy=True)
     out["theta"] = theta_to(out, out["true_alt"], out["true_az"])
     return out, float(np.median(offset.to_value(u.deg))) * u.deg
@@ -550,11 +568,7 @@ def simulated_observation(method, gammas, background, bins=None, *, observation_
             f"{_where(name)}source at {wobble:.2f} from the pointing, outside the field of view "
             f"({u.Quantity(fov_radius, u.deg):.2f})")
     radius_for_max = u.Quantity(on_radius, u.deg) if on_radius is not None else DEFAULT_ON_RADIUS
-    if wobble <= radius_for_max:
-        raise DetectionInputError(
-            f"{_where(name)}source {wobble:.3f} from the pointing, inside the on region: no off region "
-            "(give a wobble offset)")
-    angles = off_rotation_angles(n_off, offset=wobble, on_radius=radius_for_max)
+    angles = _angles_or_error(n_off, wobble, radius_for_max, name)
     alpha = alpha_of(angles)
     vectors = _off_vectors(wobble, angles)
     ring = (max(wobble - ring_width / 2, 0 * u.deg), wobble + ring_width / 2)
@@ -689,10 +703,12 @@ def observed_run(method, events, source_ra, source_dec, location, cuts=None, *, 
     else:
         keep, theta_cut = apply_cuts(events, cuts)
         keep &= energy_range_mask(events["reco_energy"], energy_min, energy_max)
+        if on_radius is not None:  # a fixed θ cut in place of the cuts' own
+            theta_cut = np.full(len(events), u.Quantity(on_radius, u.deg).value) * u.deg
         radius_for_max = u.Quantity(on_radius if on_radius is not None else np.nanmax(cuts["theta_cut"]), u.deg)
     if not np.any(keep):
         raise DetectionInputError(f"{_where(name)}no events left after the cuts of {method}")
-    angles = off_rotation_angles(n_off, offset=median_offset, on_radius=radius_for_max)
+    angles = _angles_or_error(n_off, median_offset, radius_for_max, name)
     alpha = alpha_of(angles)
     sel = events[keep]
     theta_on = angular_distance(sel["reco_az"], sel["reco_alt"], src_az[keep], src_alt[keep])

@@ -17,10 +17,10 @@ import numpy as np
 from .detection import (
     DEFAULT_FOV_RADIUS,
     DetectionInputError,
+    _angles_or_error,
     alpha_of,
     angular_distance,
     detection_statistics,
-    off_rotation_angles,
     on_off_counts,
     reflected_positions,
     run_row,
@@ -92,8 +92,8 @@ def dl3_run(observation, source, on_radius=DL3_ON_RADIUS, n_off="max", *, method
         raise DetectionInputError(
             f"{name}: source at {offset:.2f} from the pointing, outside the field of view "
             f"({u.Quantity(fov_radius, u.deg):.2f})")
-    angles = off_rotation_angles(n_off, offset=offset, on_radius=on_radius, pixel_size=pixel_size,
-                                 source_position_angle=pointing.position_angle(source))
+    angles = _angles_or_error(n_off, offset, on_radius, name, pixel_size=pixel_size,
+                              source_position_angle=pointing.position_angle(source))
     off_ra, off_dec = reflected_positions(pointing.ra, pointing.dec, source.ra, source.dec, angles)
     events = observation.events
     radec = events.radec.icrs
