@@ -225,21 +225,87 @@ def test_resume_after_kill_matches_uninterrupted(sim_setup):
     assert resumed["validation"]["loss"] == pytest.approx(straight["validation"]["loss"], rel=1e-6, abs=1e-9)
 
 
-@pytest.mark.slow
-def test_ddp_two_cpu_processes(sim_setup):
+DDP_ENV = dict(os.environ, OMP_NUM_THREADS="1")
+DDP_EPOCHS = "--epochs=2"
+
+
+def _same_losses(a, b):
+    assert [e["epoch"] for e in b["epochs"]] == [e["epoch"] for e in a["epochs"]]
+    for x, y in zip(a["epochs"], b["epochs"]):
+        assert y["val_loss"] == pytest.approx(x["val_loss"], rel=1e-6, abs=1e-9)
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-6, abs=1e-9)
+
+
+def _launcher_cmd(args, name, *extra):
+    """The tool's own launcher: --signal stays --signal."""
+    return [
+        sys.executable, "-m", "ctapipe_gammalearn.tools.train", "--nproc-per-node=2",
+        *map(str, args(name, DDP_EPOCHS, *extra)), "--device=cpu",
+    ]
+
+
+@pytest.fixture(scope="module")
+def torchrun_report(sim_setup):
     args, base = sim_setup
     # full trait names: torchrun would take --signal for an abbreviation of its --signals-to-handle
-    tool_args = [str(a).replace("--signal=", "--TrainGammaPhysNet.signal=") for a in args("ddp", "--epochs=1")]
+    tool_args = [str(a).replace("--signal=", "--TrainGammaPhysNet.signal=") for a in args("ddp", DDP_EPOCHS)]
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
         "-m", "ctapipe_gammalearn.tools.train", *tool_args, "--device=cpu",
     ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=base, capture_output=True, text=True, timeout=400, env=env)
+    proc = subprocess.run(cmd, cwd=base, capture_output=True, text=True, timeout=600, env=DDP_ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads((base / "ddp" / "report.json").read_text())
+    return json.loads((base / "ddp" / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(torchrun_report):
+    report = torchrun_report
     assert report["training"]["world_size"] == 2
     assert np.isfinite(report["epochs"][0]["val_loss"])
+
+
+@pytest.mark.slow
+def test_launcher_two_processes_matches_torchrun(sim_setup, torchrun_report):
+    args, base = sim_setup
+    proc = subprocess.run(_launcher_cmd(args, "launched"), cwd=base, capture_output=True, text=True, timeout=600,
+                          env=DDP_ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((base / "launched" / "report.json").read_text())
+    assert report["training"]["world_size"] == 2
+    _same_losses(torchrun_report, report)
+    assert report["validation"]["loss"] == pytest.approx(torchrun_report["validation"]["loss"], rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_launcher_resume_after_kill_matches_uninterrupted(sim_setup, torchrun_report):
+    args, base = sim_setup
+    # a new session: SIGKILL to the whole group is a crashed node, launcher and workers alike
+    proc = subprocess.Popen(_launcher_cmd(args, "ddp_killed"), cwd=base, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=DDP_ENV, start_new_session=True)
+    checkpoint = base / "ddp_killed" / "checkpoint_last.pt"
+    deadline = time.monotonic() + 400
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert not (base / "ddp_killed" / "report.json").exists()
+
+    resumed = subprocess.run(_launcher_cmd(args, "ddp_killed", "--resume"), cwd=base, capture_output=True, text=True,
+                             timeout=600, env=DDP_ENV)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _same_losses(torchrun_report, json.loads((base / "ddp_killed" / "report.json").read_text()))
+
+
+def test_launcher_options_are_split_from_the_tool_arguments():
+    from ctapipe_gammalearn.tools.launch import split_launch_args, wants_launch
+
+    options, rest = split_launch_args(["--nproc-per-node=4", "--signal=g.h5", "--nnodes", "1:2", "--epochs=3"])
+    assert options.nproc_per_node == 4 and options.nnodes == "1:2"
+    assert rest == ["--signal=g.h5", "--epochs=3"]
+    assert wants_launch(options)
+    plain, rest = split_launch_args(["--signal=g.h5"])
+    assert not wants_launch(plain) and rest == ["--signal=g.h5"]
 
 
 def test_training_options_are_the_tool_traits():

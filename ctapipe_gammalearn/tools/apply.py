@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import tables
 from astropy.table import vstack
-from ctapipe.core import Provenance, Tool
+from ctapipe.core import Provenance
 from ctapipe.core.tool import ToolConfigurationError
 from ctapipe.core.traits import Bool, Integer, Path, flag
 from ctapipe.io import TableLoader, write_table
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path
 from ..dl2 import ENERGY_PREFIX, PREFIXES, dl2_group
 from ..reco import REPROCESS_HINT, GammaPhysNetQualityQuery, GammaPhysNetReconstructor, MissingImagesError
+from .base import GammaLearnTool
 
 __all__ = ["ApplyGammaPhysNet", "main"]
 
@@ -27,7 +28,7 @@ _ENERGY = ReconstructionProperty.ENERGY  # its is_valid is the count the log rep
 _WEIGHT_COLUMNS = ("hillas_intensity", "hillas_length", "hillas_width")
 
 
-class ApplyGammaPhysNet(Tool):
+class ApplyGammaPhysNet(GammaLearnTool):
     """Apply exported γ-PhysNet models to all telescope events of a DL1 file with images.
 
     Writes the same DL2 tables as ``ctapipe-process`` with the

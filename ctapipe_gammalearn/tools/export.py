@@ -1,10 +1,11 @@
 """ctapipe-gammalearn-export: checkpoint (or an untrained network) -> ONNX + TorchScript."""
 
-from ctapipe.core import Provenance, Tool
+from ctapipe.core import Provenance
 from ctapipe.core.tool import ToolConfigurationError
 from ctapipe.core.traits import Bool, CaselessStrEnum, Integer, Path, Unicode, flag
 
 from ..presets import PRESET_NAMES
+from .base import GammaLearnTool
 
 __all__ = ["ExportTool", "main"]
 
@@ -21,7 +22,7 @@ def _read_subarray(path):
         return source.subarray
 
 
-class ExportTool(Tool):
+class ExportTool(GammaLearnTool):
     """Export a γ-PhysNet to ``<output>.onnx`` and ``<output>.pt`` with its model card.
 
     From a training checkpoint, or, with ``--init-random``, an untrained network

@@ -3,10 +3,11 @@
 import glob
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
-from ctapipe.core import Provenance, Tool, ToolConfigurationError
+from ctapipe.core import Provenance, ToolConfigurationError
 from ctapipe.core.traits import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, flag
 from ctapipe.core.traits import Path as PathTrait
 
@@ -21,6 +22,8 @@ from ..data import (
 )
 from ..modelcard import CLASS_NAMES
 from ..presets import PRESET_NAMES
+from .launch import LAUNCH_HELP, launch, split_launch_args, wants_launch
+from .base import GammaLearnTool
 
 __all__ = ["TrainGammaPhysNet", "main"]
 
@@ -35,7 +38,7 @@ def _expand(patterns, what):
     return paths
 
 
-class TrainGammaPhysNet(Tool):
+class TrainGammaPhysNet(GammaLearnTool):
     """Train γ-PhysNet for one telescope type from signal (gamma) and background (proton) DL1 files.
 
     The DL1 images are cached once as memory-mapped arrays; each epoch writes
@@ -49,8 +52,9 @@ class TrainGammaPhysNet(Tool):
     examples = """
     ctapipe-train-gammalearn --signal 'gamma_*.dl1.h5' --background 'proton_*.dl1.h5' \\
         --output-dir run1 --epochs 20 --preset small --seed 1
-    torchrun --nproc-per-node 4 $(which ctapipe-train-gammalearn) --signal ... --output-dir run1
-    """
+    ctapipe-train-gammalearn --nproc-per-node 4 --signal ... --output-dir run1
+    torchrun --nproc-per-node 4 $(which ctapipe-train-gammalearn) --TrainGammaPhysNet.signal=... --output-dir run1
+    """ + LAUNCH_HELP
 
     signal = List(Unicode(), default_value=[], help="gamma DL1 files with images (glob patterns allowed)").tag(
         config=True
@@ -142,7 +146,6 @@ class TrainGammaPhysNet(Tool):
     def setup(self):
         from ..training.distributed import setup_distributed
 
-        self._check_config_keys()
         if self.output_dir is None:
             raise ToolConfigurationError("--output-dir is required")
         if not self.signal or not self.background:
@@ -188,22 +191,6 @@ class TrainGammaPhysNet(Tool):
         if self.context.is_main:
             return cache
         return build_cache(self.inputs, progress=False, **build)
-
-    def _check_config_keys(self):
-        """Unknown options are errors here, not warnings: a typo must not train the wrong thing."""
-        known = {}
-        for cls in (type(self), *self.classes):
-            for base in cls.mro():
-                if hasattr(base, "class_trait_names"):
-                    known.setdefault(base.__name__, set()).update(base.class_trait_names(config=True))
-        for section, values in self.config.items():
-            if not section[:1].isupper():
-                continue
-            if section not in known:
-                raise ToolConfigurationError(f"unknown configuration section {section!r}")
-            unknown = sorted(set(values) - known[section])
-            if unknown:
-                raise ToolConfigurationError(f"unknown configuration key(s) {section}.{', '.join(unknown)}")
 
     def _prepare_output_dir(self):
         out = self.output_dir
@@ -291,8 +278,24 @@ class TrainGammaPhysNet(Tool):
                 Provenance().add_output_file(str(path), role="trained γ-PhysNet")
 
 
-def main():
-    TrainGammaPhysNet().run()
+def _worker(argv):
+    """One DDP worker started by `launch`: the tool on the same arguments."""
+    try:
+        TrainGammaPhysNet().run(argv)
+    except SystemExit as done:  # Tool.run always exits
+        if done.code not in (0, None):
+            raise RuntimeError(f"ctapipe-train-gammalearn worker exited with status {done.code}") from None
+    return 0
+
+
+def main(argv=None):
+    options, argv = split_launch_args(sys.argv[1:] if argv is None else argv)
+    if not wants_launch(options):
+        TrainGammaPhysNet().run(argv)
+    try:
+        launch(options, _worker, argv)
+    except Exception as err:  # the failed worker has logged its own error
+        sys.exit(f"ctapipe-train-gammalearn: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
 
 if __name__ == "__main__":

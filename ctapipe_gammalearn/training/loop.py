@@ -112,6 +112,16 @@ class Trainer:
             net = DistributedDataParallel(net, device_ids=ids)
         self.net = torch.compile(net) if compile_model else net
 
+    def _average_across_ranks(self, tensors):
+        """The balancer is not inside DDP: without this its weights would drift apart between
+        ranks (each sees only its own losses), and a resumed run, which gives every rank
+        rank 0's weights, would not continue the same training."""
+        if self.context is None or not self.context.enabled:
+            return
+        for tensor in tensors:
+            torch.distributed.all_reduce(tensor)
+            tensor /= self.context.world_size
+
     @property
     def is_main(self):
         return self.context is None or self.context.is_main
@@ -148,9 +158,11 @@ class Trainer:
                 extra.update(term(self.net, batch, epoch, self.global_step))
             if self._shared is not None:
                 self.balancer.update(losses, self._shared)
+                self._average_across_ranks(list(self.balancer.buffers()))
             objective = self.balancer(losses) + sum(extra.values())
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(objective).backward()
+            self._average_across_ranks([q.grad for q in self.balancer.parameters() if q.grad is not None])
             if self.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
