@@ -65,11 +65,15 @@ def _irf():
     """ctapipe's IRF helpers, imported on use: they are young and may move between
     ctapipe releases, which must cost the sensitivity curve only, not the report."""
     try:
+        from ctapipe import irf
         from ctapipe.io import DL2EventLoader
-        from ctapipe.irf import PointSourceSensitivityOptimizer, Sensitivity2dMaker, Spectra
+        from ctapipe.irf import Sensitivity2dMaker, Spectra
     except ImportError as err:
         raise SensitivityUnavailable(f"this ctapipe has no compatible IRF helpers ({err})") from None
-    return DL2EventLoader, PointSourceSensitivityOptimizer, Sensitivity2dMaker, Spectra
+    # the G/H cut optimiser with a percentile theta cut: named so from ctapipe 0.29 on,
+    # where PointSourceSensitivityOptimizer also scans multiplicity and theta cuts
+    optimizer = getattr(irf, "PointSourceSensitivityGhOptimizer", None) or irf.PointSourceSensitivityOptimizer
+    return DL2EventLoader, optimizer, Sensitivity2dMaker, Spectra
 
 
 def _stem(prefix):
@@ -203,16 +207,35 @@ def _method_events(sub_events, pointing, method, rows, target, sim_info, kind):
     table["reco_az"] = geometry["reco_az"]
     table["gh_score"] = np.asarray(gammaness["gammaness"], dtype=float)
     table["pointing_alt"], table["pointing_az"] = pointing[0][rows], pointing[1][rows]
-    table = table[valid]
     DL2EventLoader = _irf()[0]
     loader = DL2EventLoader(file="", target_spectrum=target)
-    table = loader.make_derived_columns(table)
+    _add_telescope_columns(table, events, method, loader)
+    table = loader.make_derived_columns(table[valid])
     spectrum = PowerLaw.from_simulation(sim_info, obstime=OBSERVATION_TIME)
     return loader.make_event_weights(table, spectrum, kind)
 
 
+def _add_telescope_columns(table, events, method, loader):
+    """The ``<reconstructor>_telescopes`` columns ctapipe 0.29+ counts the multiplicity from,
+    under the names of its own preprocessor's reconstructors (``loader.epp``, absent before)."""
+    preprocessor = getattr(loader, "epp", None)
+    if preprocessor is None:
+        return
+    names = {
+        preprocessor.energy_reconstructor: method["energy"],
+        preprocessor.geometry_reconstructor: method["geometry"],
+        preprocessor.gammaness_classifier: method["gammaness"],
+    }
+    for name, prefix in names.items():
+        column = f"{prefix}_telescopes"
+        # without the column (a reconstructor that does not record it) every event counts once
+        used = np.asarray(events[column], dtype=bool) if column in events.colnames else np.ones((len(table), 1), bool)
+        table[f"{name}_telescopes"] = used
+
+
 def point_source_sensitivity(signal, background, reco_energy_bins, fov_offset_max=FOV_OFFSET_MAX, alpha=ALPHA):
-    """Optimised cuts (ctapipe.irf `PointSourceSensitivityOptimizer`, i.e.
+    """Optimised cuts (ctapipe.irf `PointSourceSensitivityOptimizer` in 0.28,
+    `PointSourceSensitivityGhOptimizer` from 0.29 on, i.e.
     pyirf ``optimize_gh_cut`` with a 68 % theta cut) and the sensitivity after
     them (`Sensitivity2dMaker`, one FoV-offset bin up to ``fov_offset_max``).
 
@@ -220,8 +243,8 @@ def point_source_sensitivity(signal, background, reco_energy_bins, fov_offset_ma
     ``reco_energy``, ``theta``, ``reco_source_fov_offset``, ``weight``, ...).
     Returns a QTable per bin of reconstructed energy.
     """
-    _, PointSourceSensitivityOptimizer, Sensitivity2dMaker, Spectra = _irf()
-    optimizer = PointSourceSensitivityOptimizer(alpha=alpha, max_background_fov_offset=fov_offset_max)
+    _, GhOptimizer, Sensitivity2dMaker, Spectra = _irf()
+    optimizer = GhOptimizer(alpha=alpha, max_background_fov_offset=fov_offset_max)
     optimizer.reco_energy_bins = reco_energy_bins  # the report's bins, not ctapipe's rounding of them
     # the quality query is only recorded in the result: the events are already selected
     cuts = optimizer(
