@@ -1,7 +1,7 @@
 """``ctapipe-gammalearn-benchmark``: every DL2 reconstructor of the input files, side by side."""
 
 import astropy.units as u
-from ctapipe.core import Provenance, Tool, ToolConfigurationError
+from ctapipe.core import Provenance, ToolConfigurationError
 from ctapipe.core.traits import AstroQuantity, Bool, Dict, Float, Int, List, flag
 from ctapipe.core.traits import Path as PathTrait
 
@@ -24,11 +24,12 @@ from ..evaluation.report import (
 )
 from ..evaluation.sensitivity import SensitivityUnavailable, format_sensitivity, sensitivity_all, sensitivity_entry
 from ..evaluation.writer import report_header, write_report
+from .base import GammaLearnTool
 
 __all__ = ["BenchmarkTool", "main"]
 
 
-class BenchmarkTool(Tool):
+class BenchmarkTool(GammaLearnTool):
     """Energy, direction and gamma/hadron benchmarks of all reconstructors in DL2 files.
 
     Every reconstructor is measured on the same events (those passing the

@@ -3,7 +3,7 @@
 import signal
 
 import tables
-from ctapipe.core import Provenance, Tool, ToolConfigurationError
+from ctapipe.core import Provenance, ToolConfigurationError
 from ctapipe.core.traits import Bool, Int, Path, classes_with_traits, flag
 from ctapipe.image import ImageProcessor
 from ctapipe.io import DataWriter
@@ -14,11 +14,12 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path
 from ..simulation import AirShowerModel, AirShowerSimEventSource, DetectorResponse
 from ..simulation.parallel import ParallelSimulation, available_cores
+from .base import GammaLearnTool
 
 __all__ = ["SimulateTool", "main"]
 
 
-class SimulateTool(Tool):
+class SimulateTool(GammaLearnTool):
     """Simulate gamma, proton or electron showers for a subarray (LST-1 by default) and
     write DL1 images, parameters and the simulated truth like ``ctapipe-process`` does
     for sim_telarray files."""
