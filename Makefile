@@ -18,13 +18,19 @@ CTAPIPE_LATEST ?= ctapipe[eventio]>=0.32,<0.33
 TORCH_FREE_TESTS ?= \
 	tests/test_torch_free.py \
 	tests/test_config_tool.py \
+	tests/test_tool_config.py \
+	tests/test_atomic.py \
 	tests/test_compat.py \
 	tests/test_lattice.py \
+	tests/test_data_sim.py \
 	tests/test_evaluation_metrics.py \
 	tests/test_evaluation_baseline.py \
 	tests/test_benchmark_tool.py \
+	tests/test_detection.py \
+	tests/test_dl3.py \
 	tests/test_simulation_physics.py \
 	tests/test_simulation_parallel.py \
+	tests/test_simulation_speedups.py \
 	tests/test_simulation_tool.py \
 	tests/test_simulation_baseline.py
 
