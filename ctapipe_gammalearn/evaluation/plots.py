@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 
 from .report import METRICS  # noqa: E402
 
-__all__ = ["plot_metric", "plot_roc", "plot_sensitivity"]
+__all__ = ["plot_metric", "plot_roc", "plot_sensitivity", "plot_theta2"]
 
 
 def plot_metric(per_prefix, metric, reference, path, title=""):
@@ -96,6 +96,30 @@ def plot_sensitivity(per_method, path, reference=None, title=""):
     ax.set_ylabel("E² × flux sensitivity [erg cm⁻² s⁻¹]")
     ax.set_title(title + "\n(hollow: no background event left after the cuts)", fontsize="medium")
     ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_theta2(theta2, cuts, path, title=""):
+    """θ² of the on events and of the off events (scaled by α), with the θ cut (the median
+    of the per-bin cuts of bins with events, the fixed cut if one) as a vertical line."""
+    low = u.Quantity(theta2["theta2_low"], u.deg**2).value
+    high = u.Quantity(theta2["theta2_high"], u.deg**2).value
+    center = (low + high) / 2
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), layout="constrained")
+    ax.errorbar(center, theta2["n_on"], xerr=(high - low) / 2, ls="none", marker="o", ms=3, label="on")
+    ax.step(np.append(low, high[-1]), np.append(theta2["n_off"], theta2["n_off"][-1]), where="post",
+            color="gray", label="off (× α)")
+    theta_cut = u.Quantity(cuts["theta_cut"], u.deg).value
+    used = np.asarray(cuts["n_events"]) > 0
+    finite = theta_cut[used & np.isfinite(theta_cut)] if np.any(used) else theta_cut[np.isfinite(theta_cut)]
+    if len(finite):
+        ax.axvline(np.median(finite) ** 2, color="black", ls="--", lw=1, label="θ cut")
+    ax.set_xlabel("θ² [deg²]")
+    ax.set_ylabel("events")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -4,7 +4,8 @@ Layout: ``metrics.json`` (header entries first, see `report_header`), then
 ``<section>_<metric>.png`` for every section of the tables (``mono``,
 ``mono_<telescope type>``, ``stereo``) and metric with a reconstructor,
 ``<section>_roc.png`` where a section has gammas and background, and
-``sensitivity.png`` where a sensitivity was computed.
+``sensitivity.png`` where a sensitivity was computed, and for the source detection
+``theta2_<method>_<kind>.png`` and ``cuts.ecsv`` (the cuts of a simulated observation).
 """
 
 import re
@@ -15,7 +16,8 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..atomic import atomic_dir
 from ..compat import PARTICLE_TYPE_KEY
-from .plots import plot_metric, plot_roc, plot_sensitivity
+from .observation import CUTS_FILE, write_cuts
+from .plots import plot_metric, plot_roc, plot_sensitivity, plot_theta2
 from .report import METRICS, section_level, section_metrics, to_json
 from .sensitivity import OBSERVATION_TIME
 
@@ -43,12 +45,16 @@ def report_header(
 
 
 def write_report(
-    output_dir, metrics, tables, references, header=None, sensitivity_tables=None, progress=False, overwrite=True
+    output_dir, metrics, tables, references, header=None, sensitivity_tables=None, progress=False, overwrite=True,
+    observation=None, cuts_file=True,
 ) -> list:
     """Write the report folder, all of it or nothing (an old one stays until the new one is complete).
 
     ``metrics`` and ``tables`` as from `benchmark_all`, ``references`` as from
-    `choose_references`, ``sensitivity_tables`` as from `sensitivity_all`.
+    `choose_references`, ``sensitivity_tables`` as from `sensitivity_all`, ``observation``
+    the details of `.observation.simulated_observations` / `observed_observations`
+    (``{method: {kind: {"cuts", "theta2"}}}``): one ``theta2_<method>_<kind>.png`` each and,
+    with ``cuts_file``, their cuts in ``cuts.ecsv``.
     Returns the names of the files written, ``metrics.json`` first.
     """
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
@@ -60,6 +66,21 @@ def write_report(
             title = f"point source, {OBSERVATION_TIME:g}"
             plot_sensitivity(sensitivity_tables, tmp / SENSITIVITY_PNG, reference="reference", title=title)
             written.append(SENSITIVITY_PNG)
+        if observation:
+            written += _observation_files(tmp, observation, cuts_file)
+    return written
+
+
+def _observation_files(directory, details, cuts_file):
+    written = []
+    if cuts_file:
+        write_cuts(directory / CUTS_FILE, details)
+        written.append(CUTS_FILE)
+    for method, kinds in details.items():
+        for kind, entry in kinds.items():
+            name = f"theta2_{file_stem(method)}_{kind}.png"
+            plot_theta2(entry["theta2"], entry["cuts"], directory / name, title=f"{method}, {kind} cuts")
+            written.append(name)
     return written
 
 

@@ -2,7 +2,7 @@
 
 import astropy.units as u
 from ctapipe.core import Provenance, ToolConfigurationError
-from ctapipe.core.traits import AstroQuantity, Bool, Dict, Float, Int, List, flag
+from ctapipe.core.traits import AstroQuantity, Bool, Dict, Float, Int, List, Unicode, flag
 from ctapipe.core.traits import Path as PathTrait
 
 from ..compat import PARTICLE_TYPE_KEY
@@ -13,7 +13,19 @@ from ..evaluation.events import (
     quality_columns,
     select_events,
 )
+from ..evaluation.detection import DetectionInputError, off_rotation_angles
 from ..evaluation.metrics import energy_bins
+from ..evaluation.observation import (
+    CUTS_FILE,
+    ObservationUnavailable,
+    format_observation,
+    is_observed,
+    method_triples,
+    observation_entry,
+    observed_observations,
+    read_cuts,
+    simulated_observations,
+)
 from ..evaluation.report import (
     REFERENCE_PREFIXES,
     benchmark_all,
@@ -38,13 +50,21 @@ class BenchmarkTool(GammaLearnTool):
     Writes ``metrics.json``, one PNG per metric and level (and telescope type),
     and prints the tables; with point-like gammas and diffuse protons that
     carry their simulation information, also the 50 h point-source
-    sensitivity of each method (``sensitivity.png``).
+    sensitivity of each method (``sensitivity.png``) and the detection of the Crab in
+    ``--observation-time`` (the ``observation`` table, ``theta2_*.png``, ``cuts.ecsv``).
+
+    Inputs without simulation truth are observed runs: their on/off detection of the
+    source at ``--source-ra``/``--source-dec``, runs stacked, with the cuts of
+    ``--cuts-from`` (a simulated report's ``cuts.ecsv``) or ``--gammaness-threshold``
+    and ``--on-radius``.
     """
 
     name = "ctapipe-gammalearn-benchmark"
     description = __doc__
     examples = """
     ctapipe-gammalearn-benchmark --input gamma_test.dl2.h5 --input proton_test.dl2.h5 --output-dir report
+    ctapipe-gammalearn-benchmark --input run_1.dl2.h5 --input run_2.dl2.h5 --source-ra 83.633 \
+        --source-dec 22.0145 --cuts-from report/cuts.ecsv --output-dir crab
     """
 
     input_files = List(PathTrait(directory_ok=False), default_value=[], help="DL2 files with simulated truth").tag(
@@ -73,6 +93,17 @@ class BenchmarkTool(GammaLearnTool):
         ),
     ).tag(config=True)
 
+    observation_time = Float(1.0, help="hours of the simulated observation").tag(config=True)
+    off_regions = Unicode("3", help="reflected off regions: 1 to 5, or 'max'").tag(config=True)
+    on_radius = Float(None, allow_none=True, help="fixed θ cut [deg]; default: 68%% containment").tag(config=True)
+    reco_energy_min = Float(None, allow_none=True, help="lowest reconstructed energy [TeV]").tag(config=True)
+    reco_energy_max = Float(None, allow_none=True, help="highest reconstructed energy [TeV]").tag(config=True)
+    source_ra = Float(None, allow_none=True, help="source RA [deg, ICRS] of observed runs").tag(config=True)
+    source_dec = Float(None, allow_none=True, help="source Dec [deg, ICRS] of observed runs").tag(config=True)
+    cuts_from = PathTrait(default_value=None, allow_none=True, exists=True,
+                          help=f"cuts of a simulated report ({CUTS_FILE}) for observed runs").tag(config=True)
+    gammaness_threshold = Float(0.5, help="gammaness cut of the threshold cuts").tag(config=True)
+
     aliases = {
         ("i", "input"): "BenchmarkTool.input_files",
         ("o", "output-dir"): "BenchmarkTool.output_path",
@@ -81,6 +112,15 @@ class BenchmarkTool(GammaLearnTool):
         "bins-per-decade": "BenchmarkTool.bins_per_decade",
         "gamma-efficiency": "BenchmarkTool.gamma_efficiency",
         "min-events": "BenchmarkTool.min_events",
+        "observation-time": "BenchmarkTool.observation_time",
+        "off-regions": "BenchmarkTool.off_regions",
+        "on-radius": "BenchmarkTool.on_radius",
+        "reco-energy-min": "BenchmarkTool.reco_energy_min",
+        "reco-energy-max": "BenchmarkTool.reco_energy_max",
+        "source-ra": "BenchmarkTool.source_ra",
+        "source-dec": "BenchmarkTool.source_dec",
+        "cuts-from": "BenchmarkTool.cuts_from",
+        "gammaness-threshold": "BenchmarkTool.gammaness_threshold",
     }
     flags = {
         **flag("overwrite", "Tool.overwrite", "replace an existing output directory", "keep it"),
@@ -100,8 +140,13 @@ class BenchmarkTool(GammaLearnTool):
             raise ToolConfigurationError(f"gamma efficiency must be in (0, 1), got {self.gamma_efficiency}")
         self.quality_query = BenchmarkQualityQuery(parent=self)
         self.bins = energy_bins(self.energy_min, self.energy_max, self.bins_per_decade)
+        self.n_off = self._off_regions()
+        self.observed = self._observed_inputs()
 
     def start(self):
+        if self.observed:
+            self.observation_rows, self.observation_details = self._observed_runs()
+            return
         self.tel, self.sub, self.reconstructors = self._selected_events()
         self.references = choose_references(self.reconstructors, merge_references(self.reference))
         self.metrics, self.tables = benchmark_all(
@@ -115,9 +160,27 @@ class BenchmarkTool(GammaLearnTool):
         )
         print(format_tables(self.tables, self.references, self.metrics))
         self.sensitivity_tables = self._sensitivity()
+        self.observation_rows, self.observation_details = self._simulated_observation()
 
     def finish(self):
-        header = report_header(
+        if self.observed:
+            self.metrics, self.tables, self.references, self.sensitivity_tables = {}, {}, {}, {}
+            header = self._observed_header()
+        else:
+            header = self._header()
+        if self.observation_rows:
+            self.metrics["observation"] = observation_entry(self.observation_rows)
+        written = write_report(
+            self.output_path, self.metrics, self.tables, self.references, header=header,
+            sensitivity_tables=self.sensitivity_tables, progress=self.progress_bar, overwrite=self.overwrite,
+            observation=self.observation_details, cuts_file=not self.observed,
+        )
+        for name in written:
+            Provenance().add_output_file(str(self.output_path / name), role="benchmark report", add_meta=False)
+        self.log.info("report written to %s", self.output_path)
+
+    def _header(self):
+        return report_header(
             self.input_files,
             self.bins,
             self.quality_query.quality_criteria,
@@ -127,13 +190,6 @@ class BenchmarkTool(GammaLearnTool):
             selected_counts(self.tel, self.sub, self.metrics),
             self.references,
         )
-        written = write_report(
-            self.output_path, self.metrics, self.tables, self.references, header=header,
-            sensitivity_tables=self.sensitivity_tables, progress=self.progress_bar, overwrite=self.overwrite,
-        )
-        for name in written:
-            Provenance().add_output_file(str(self.output_path / name), role="benchmark report", add_meta=False)
-        self.log.info("report written to %s", self.output_path)
 
     def _selected_events(self):
         """Telescope and subarray events of the common selection, and the reconstructors found."""
@@ -163,6 +219,82 @@ class BenchmarkTool(GammaLearnTool):
         self.metrics["sensitivity"] = sensitivity_entry(per_method)
         print("\n" + format_sensitivity(tables))
         return tables
+
+
+    # ------------------------------------------------------------------ source detection
+
+    def _off_regions(self):
+        value = self.off_regions.strip().lower()
+        n_off = value if value == "max" else int(value) if value.isdigit() else value
+        try:
+            if n_off != "max":
+                off_rotation_angles(n_off)
+        except DetectionInputError as err:
+            raise ToolConfigurationError(str(err)) from None
+        return n_off
+
+    def _observed_inputs(self):
+        """True when every input is an observed run (no simulation truth); mixing refused."""
+        observed = [path for path in self.input_files if path.is_file() and _readable_observed(path)]
+        if observed and len(observed) != len(self.input_files):
+            raise ToolConfigurationError(
+                f"{observed[0]}: an observed run (no simulated truth) among simulated inputs; benchmark them apart")
+        if observed and (self.source_ra is None or self.source_dec is None):
+            raise ToolConfigurationError(f"{observed[0]}: an observed run needs --source-ra and --source-dec")
+        return bool(observed)
+
+    def _options(self):
+        return dict(n_off=self.n_off, on_radius=None if self.on_radius is None else self.on_radius * u.deg,
+                    energy_min=None if self.reco_energy_min is None else self.reco_energy_min * u.TeV,
+                    energy_max=None if self.reco_energy_max is None else self.reco_energy_max * u.TeV)
+
+    def _simulated_observation(self):
+        """Rows and details of the simulated observation; none (one log line) where the inputs allow none."""
+        try:
+            rows, details = simulated_observations(
+                self.input_files, self.sub, self.reconstructors, self.references,
+                observation_time=self.observation_time * u.h, gammaness_threshold=self.gammaness_threshold,
+                **self._options())
+        except (ObservationUnavailable, DetectionInputError) as err:
+            self.log.warning("no observation: %s", err)
+            return [], {}
+        print("\n" + format_observation(rows, self._title()))
+        return rows, details
+
+    def _title(self):
+        return (f"point source (Crab), {self.observation_time:g} h, {self.n_off} off region(s)"
+                if not self.observed else f"observed runs, source RA {self.source_ra:g} Dec {self.source_dec:g} deg")
+
+    def _observed_runs(self):
+        from ..evaluation.events import find_reconstructors
+
+        try:
+            cuts = read_cuts(self.cuts_from) if self.cuts_from is not None else None
+            found = find_reconstructors(self.input_files[0])
+            self.references = choose_references(found, merge_references(self.reference))
+            rows, details = observed_observations(
+                self.input_files, method_triples(found, self.references), self.source_ra * u.deg,
+                self.source_dec * u.deg, cuts, gammaness_threshold=self.gammaness_threshold, **self._options())
+        except DetectionInputError as err:
+            raise ToolConfigurationError(str(err)) from None
+        for path in self.input_files:
+            Provenance().add_input_file(str(path), role="DL2 of an observed run")
+        if self.cuts_from is not None:
+            Provenance().add_input_file(str(self.cuts_from), role="detection cuts")
+        print(format_observation(rows, self._title()))
+        return rows, details
+
+    def _observed_header(self):
+        return {"input_files": [str(p) for p in self.input_files], "source_ra_deg": self.source_ra,
+                "source_dec_deg": self.source_dec, "cuts_from": None if self.cuts_from is None else str(self.cuts_from),
+                "off_regions": self.n_off, "on_radius_deg": self.on_radius, "gammaness_threshold": self.gammaness_threshold}
+
+
+def _readable_observed(path):
+    try:
+        return is_observed(path)
+    except Exception:  # unreadable: the simulated path reports it
+        return False
 
 
 def main():

@@ -1,0 +1,360 @@
+"""The benchmark's detection of a point-like source, for every method of the input files.
+
+* Simulated inputs (point-like gammas at a wobble offset, diffuse protons, with their
+  simulation information): the expected detection in ``observation_time`` of the Crab
+  (`.detection.simulated_observation`) for every method of `.sensitivity.method_triples`
+  and every kind of cuts (`.detection.CUT_KINDS`).
+* Observed runs (DL2 without simulation truth, e.g. real runs or the pseudo-observations
+  of `.pseudo`): on/off counts around a given sky position (`.detection.observed_run`),
+  with cuts read from the ``cuts.ecsv`` of a simulated report or one fixed gammaness
+  threshold and θ cut; the runs of all files are stacked (`.detection.stack_runs`).
+
+Rows are `.detection.detection_row` dicts (observed ones with ``run_ids`` and ``livetime_h``).
+"""
+
+import logging
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import tables
+from astropy.coordinates import AltAz, SkyCoord
+from astropy.table import QTable, vstack
+from astropy.time import Time
+from ctapipe.containers import CoordinateFrameType
+from ctapipe.instrument import SubarrayDescription
+from ctapipe.io import TableLoader, read_table
+from ctapipe.io.hdf5dataformat import (
+    DL0_TEL_POINTING_GROUP,
+    DL1_SUBARRAY_TRIGGER_TABLE,
+    DL2_SUBARRAY_GROUP,
+    OBSERVATION_BLOCK_TABLE,
+    SIMULATION_SHOWER_TABLE,
+)
+
+from ..compat import PARTICLE_TYPE_KEY
+from .detection import (
+    CUT_KINDS,
+    DEFAULT_N_OFF,
+    DEFAULT_OBSERVATION_TIME,
+    TARGET_SPECTRA,
+    DetectionInputError,
+    observed_run,
+    simulated_observation,
+    stack_runs,
+    stack_theta2,
+    weight_events,
+)
+from .events import _column, find_reconstructors
+from .sensitivity import SensitivityUnavailable, _pointing, method_triples, simulation_inputs
+
+__all__ = [
+    "CUTS_FILE",
+    "CRAB_RA",
+    "CRAB_DEC",
+    "ObservationUnavailable",
+    "is_observed",
+    "method_table",
+    "simulated_method_events",
+    "simulated_observations",
+    "observed_events",
+    "observed_observations",
+    "threshold_cut_table",
+    "write_cuts",
+    "read_cuts",
+    "format_observation",
+    "observation_entry",
+]
+
+log = logging.getLogger(__name__)
+
+#: cuts of every method and kind, written into the report folder of a simulated run
+CUTS_FILE = "cuts.ecsv"
+#: the Crab nebula (ICRS, deg)
+CRAB_RA = 83.633 * u.deg
+CRAB_DEC = 22.0145 * u.deg
+_CUT_COLUMNS = ("low", "high", "center", "gh_cut", "theta_cut", "n_events")
+
+
+class ObservationUnavailable(Exception):
+    """The inputs allow no simulated observation (one-line reason)."""
+
+
+def is_observed(path) -> bool:
+    """A DL2 file of an observed run: subarray DL2 and no simulated showers."""
+    with tables.open_file(path) as h5:
+        return SIMULATION_SHOWER_TABLE not in h5 and DL2_SUBARRAY_GROUP in h5
+
+
+def method_table(events, method):
+    """Detection-style columns of one method (``{"energy", "geometry", "gammaness"}``
+    prefixes) on subarray events: ``reco_energy``, ``reco_alt``/``reco_az``, ``gammaness``
+    and ``event_id`` (plus the truth where present); rows with a valid prediction of all three."""
+    out = QTable()
+    out["event_id"] = np.asarray(events["event_id"])
+    out["obs_id"] = np.asarray(events["obs_id"])
+    out["reco_energy"] = _column(events, f"{method['energy']}_energy", u.TeV)
+    out["reco_alt"] = _column(events, f"{method['geometry']}_alt", u.deg)
+    out["reco_az"] = _column(events, f"{method['geometry']}_az", u.deg)
+    out["gammaness"] = _column(events, f"{method['gammaness']}_prediction")
+    valid = np.ones(len(events), bool)
+    for prefix in method.values():
+        flag = _column(events, f"{prefix}_is_valid")
+        valid &= flag.astype(bool) if flag.dtype.kind != "f" else np.zeros(len(events), bool)
+    valid &= np.isfinite(out["reco_energy"].value) & (out["reco_energy"] > 0 * u.TeV)
+    valid &= np.isfinite(out["reco_alt"].value) & np.isfinite(out["reco_az"].value)
+    valid &= np.isfinite(np.asarray(out["gammaness"], float))
+    for name in ("true_energy", "true_alt", "true_az"):
+        if name in events.colnames:
+            out[name] = _column(events, name, u.TeV if name == "true_energy" else u.deg)
+    for name in ("time", "pointing_alt", "pointing_az"):
+        if name in events.colnames:
+            out[name] = events[name]
+    return out[valid]
+
+
+# --------------------------------------------------------------------------- simulated
+
+
+def simulated_method_events(paths, sub_events, methods, observation_time=DEFAULT_OBSERVATION_TIME):
+    """``{method: {"gammas": QTable, "protons": QTable}}``: weighted events of each method
+    (gammas to `TARGET_SPECTRA` ``gamma``, protons ``proton``) for ``observation_time``.
+
+    Raises `ObservationUnavailable` without point-like gammas or diffuse protons."""
+    try:
+        inputs = simulation_inputs(paths, sub_events)
+        alt, az = _pointing(paths, sub_events, [i for indices, _ in inputs.values() for i in indices])
+    except SensitivityUnavailable as err:
+        raise ObservationUnavailable(str(err)) from None
+    file_index = np.asarray(sub_events["file_index"])
+    out = {}
+    for name, method in methods.items():
+        out[name] = {}
+        for kind, particle in (("gammas", "gamma"), ("protons", "proton")):
+            indices, sim_info = inputs[kind]
+            rows = np.isin(file_index, indices)
+            events = QTable(sub_events[rows], copy=True)
+            events["pointing_alt"], events["pointing_az"] = alt[rows], az[rows]
+            table = method_table(events, method)
+            out[name][kind] = weight_events(table, sim_info, TARGET_SPECTRA[particle], observation_time)
+    return out
+
+
+def simulated_observations(paths, sub_events, reconstructors, references, **options):
+    """``(rows, details)``: `simulated_observation` of every method and kind of cuts;
+    ``details[method][kind] = {"cuts", "theta2"}``. A method the detection refuses (e.g.
+    too few events) is left out with a log line; none left raises `ObservationUnavailable`."""
+    methods = method_triples(reconstructors, references)
+    if not methods:
+        raise ObservationUnavailable("no subarray gammaness + energy + geometry of one method")
+    time = options.get("observation_time", DEFAULT_OBSERVATION_TIME)
+    events = simulated_method_events(paths, sub_events, methods, time)
+    rows, details, reasons = [], {}, []
+    for name, parts in events.items():
+        try:
+            method_rows, details[name] = simulated_observation(name, parts["gammas"], parts["protons"], **options)
+        except DetectionInputError as err:
+            log.info("no simulated observation for %s: %s", name, err)
+            reasons.append(f"{name}: {err}")
+            details.pop(name, None)
+            continue
+        rows += method_rows
+    if not rows:
+        raise ObservationUnavailable("; ".join(reasons) or "no method")
+    return rows, details
+
+
+# --------------------------------------------------------------------------- observed
+
+
+def _run_pointing(path, h5, events, blocks):
+    """Pointing alt/az [deg] of each event: the first telescope's monitored pointing
+    interpolated at the event times, else the observation block's (alt/az or tracked ICRS)."""
+    times = events["time"]
+    if DL0_TEL_POINTING_GROUP in h5 and h5.get_node(DL0_TEL_POINTING_GROUP)._v_children:
+        name = sorted(h5.get_node(DL0_TEL_POINTING_GROUP)._v_children)[0]
+        table = read_table(h5, f"{DL0_TEL_POINTING_GROUP}/{name}")
+        t = Time(table["time"]).mjd
+        order = np.argsort(t)
+        alt = np.interp(times.mjd, t[order], u.Quantity(table["altitude"], u.deg).value[order])
+        az = np.interp(times.mjd, t[order], np.unwrap(u.Quantity(table["azimuth"], u.rad).value[order])) % (2 * np.pi)
+        return alt * u.deg, np.degrees(az) * u.deg
+    if blocks is None:
+        raise DetectionInputError(f"{path}: no pointing ({DL0_TEL_POINTING_GROUP} or {OBSERVATION_BLOCK_TABLE})")
+    alt = np.full(len(events), np.nan) * u.deg
+    az = np.full(len(events), np.nan) * u.deg
+    location = SubarrayDescription.from_hdf(path, focal_length_choice="EQUIVALENT").reference_location
+    for block in blocks:
+        rows = np.asarray(events["obs_id"]) == block["obs_id"]
+        lon, lat = u.Quantity(block["subarray_pointing_lon"], u.deg), u.Quantity(block["subarray_pointing_lat"], u.deg)
+        if not (np.isfinite(lon.value) and np.isfinite(lat.value)) or not np.any(rows):
+            continue
+        if int(block["subarray_pointing_frame"]) == CoordinateFrameType.ICRS.value:
+            frame = AltAz(obstime=times[rows], location=location)
+            altaz = SkyCoord(ra=lon, dec=lat, frame="icrs").transform_to(frame)
+            alt[rows], az[rows] = altaz.alt.to(u.deg), altaz.az.to(u.deg)
+        else:
+            alt[rows], az[rows] = lat, lon
+    if not np.all(np.isfinite(alt.value)):
+        raise DetectionInputError(f"{path}: no pointing for some events (observation block without a pointing)")
+    return alt, az
+
+
+def observed_events(path):
+    """``(events, location, found, livetime)`` of one observed DL2 file: subarray events
+    with DL2, ``time``, ``pointing_alt``/``pointing_az``; the array location; the
+    reconstructors (`find_reconstructors`); live time per ``obs_id``."""
+    path = Path(path)
+    try:
+        with TableLoader(path, focal_length_choice="EQUIVALENT") as loader:
+            events = loader.read_subarray_events(dl2=True, simulated=False, observation_info=False)
+            location = loader.subarray.reference_location
+    except (OSError, tables.HDF5ExtError, KeyError, tables.NoSuchNodeError) as err:
+        raise DetectionInputError(f"{path}: not a readable DL2 file ({err})") from None
+    if "time" not in events.colnames:
+        raise DetectionInputError(f"{path}: no event times ({DL1_SUBARRAY_TRIGGER_TABLE})")
+    if len(events) == 0:
+        raise DetectionInputError(f"{path}: no events")
+    with tables.open_file(path) as h5:
+        blocks = read_table(h5, OBSERVATION_BLOCK_TABLE) if OBSERVATION_BLOCK_TABLE in h5 else None
+        events["pointing_alt"], events["pointing_az"] = _run_pointing(path, h5, events, blocks)
+    livetime = {}
+    for obs_id in np.unique(np.asarray(events["obs_id"])):
+        duration = np.nan
+        if blocks is not None and "actual_duration" in blocks.colnames:
+            match = blocks[np.asarray(blocks["obs_id"]) == obs_id]
+            if len(match):
+                duration = u.Quantity(match["actual_duration"][0], u.min).to_value(u.h)
+        if not np.isfinite(duration):
+            t = events["time"][np.asarray(events["obs_id"]) == obs_id].mjd
+            duration = (np.max(t) - np.min(t)) * 24
+        livetime[int(obs_id)] = duration * u.h
+    return events, location, find_reconstructors(path), livetime
+
+
+def threshold_cut_table(gammaness_threshold, on_radius):
+    """One bin over all energies: a fixed gammaness cut and θ cut (observed runs without cuts)."""
+    table = QTable()
+    table["low"] = [1e-4] * u.TeV
+    table["high"] = [1e4] * u.TeV
+    table["center"] = [1.0] * u.TeV
+    table["gh_cut"] = [float(gammaness_threshold)]
+    table["theta_cut"] = [u.Quantity(on_radius, u.deg).value] * u.deg
+    table["n_events"] = [0]
+    table.meta["CUTS"] = "threshold"
+    return table
+
+
+def _check_methods(path, found, methods):
+    for name, method in methods.items():
+        for kind, prefix in method.items():
+            key = PARTICLE_TYPE_KEY if kind == "gammaness" else kind
+            if prefix not in found["stereo"][key]:
+                raise DetectionInputError(f"{path}: reconstructor {prefix} of {name} missing ({key})")
+
+
+def observed_observations(paths, methods, source_ra, source_dec, cuts=None, *, gammaness_threshold=0.5,
+                          on_radius=None, n_off=DEFAULT_N_OFF, energy_min=None, energy_max=None,
+                          theta2_bins=None):
+    """``(rows, details)`` of observed runs: per method (``{name: triple}``) and kind of cuts,
+    the runs of all ``paths`` stacked. ``cuts``: ``{method: {kind: table}}`` (`read_cuts`),
+    else one threshold cut (``gammaness_threshold`` and ``on_radius``).
+    ``details[method][kind] = {"cuts", "theta2", "runs"}`` (``runs``: the per-run rows)."""
+    if cuts is None and on_radius is None:
+        raise DetectionInputError("observed runs need cuts (--cuts-from) or a θ cut (--on-radius)")
+    if cuts is not None:
+        missing = sorted(set(methods) - set(cuts))
+        for name in missing:
+            log.info("no cuts for %s in the cuts file: left out", name)
+        methods = {name: m for name, m in methods.items() if name in cuts}
+        if not methods:
+            raise DetectionInputError(f"no method of the cuts file in the inputs (cuts for {sorted(cuts)})")
+    per_run = {}
+    for path in paths:
+        events, location, found, livetime = observed_events(path)
+        _check_methods(path, found, methods)
+        for name, method in methods.items():
+            table = method_table(events, method)
+            method_cuts = cuts[name] if cuts is not None else {"threshold": threshold_cut_table(
+                gammaness_threshold, on_radius)}
+            for kind, cut_table in method_cuts.items():
+                for obs_id, hours in livetime.items():
+                    run = table[np.asarray(table["obs_id"]) == obs_id]
+                    row, theta2 = observed_run(name, run, source_ra, source_dec, location, cut_table, run_id=obs_id,
+                                               livetime=hours, n_off=n_off, on_radius=on_radius,
+                                               energy_min=energy_min, energy_max=energy_max, name=str(path),
+                                               theta2_bins=theta2_bins, kind=kind)
+                    per_run.setdefault((name, kind), []).append((row, theta2, cut_table))
+    rows, details = [], {}
+    for (name, kind), runs in per_run.items():
+        rows.append(stack_runs([r for r, _, _ in runs], different_alpha=True))
+        details.setdefault(name, {})[kind] = {"cuts": runs[0][2], "theta2": stack_theta2([t for _, t, _ in runs]),
+                                              "runs": [r for r, _, _ in runs]}
+    return rows, details
+
+
+# --------------------------------------------------------------------------- cuts file
+
+
+def write_cuts(path, details):
+    """All cut tables of ``details`` (``{method: {kind: {"cuts": table}}}``) in one ECSV,
+    with columns ``method`` and ``kind``."""
+    parts = []
+    for method, kinds in details.items():
+        for kind, entry in kinds.items():
+            table = QTable({name: entry["cuts"][name] for name in _CUT_COLUMNS})
+            table["method"] = method
+            table["kind"] = kind
+            parts.append(table)
+    out = QTable(vstack(parts, metadata_conflicts="silent"))
+    out.meta = {"description": "cuts per method and kind of cuts, per bin of reconstructed energy"}
+    out.write(path, format="ascii.ecsv", overwrite=True)
+
+
+def read_cuts(path):
+    """``{method: {kind: cut table}}`` from a `write_cuts` file (or a report folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CUTS_FILE
+    try:
+        table = QTable.read(path, format="ascii.ecsv")
+    except (OSError, ValueError) as err:
+        raise DetectionInputError(f"{path}: not a readable cuts file ({err})") from None
+    missing = [c for c in (*_CUT_COLUMNS, "method", "kind") if c not in table.colnames]
+    if missing:
+        raise DetectionInputError(f"{path}: not a cuts file (no column {missing[0]})")
+    cuts = {}
+    for method in np.unique(np.asarray(table["method"], str)):
+        for kind in np.unique(np.asarray(table["kind"], str)):
+            rows = (np.asarray(table["method"], str) == method) & (np.asarray(table["kind"], str) == kind)
+            if np.any(rows):
+                part = QTable({name: table[name][rows] for name in _CUT_COLUMNS})
+                part.meta["CUTS"] = str(kind)
+                cuts.setdefault(str(method), {})[str(kind)] = part
+    return cuts
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _order(rows, reference="reference"):
+    kinds = {kind: i for i, kind in enumerate(CUT_KINDS)}
+    return sorted(rows, key=lambda r: (r["method"] != reference, r["method"], kinds.get(r["cuts"], 99)))
+
+
+def format_observation(rows, title=""):
+    """The printed table: one line per method and kind of cuts."""
+    header = "| method | cuts | N_on | N_off | α | excess | significance | γ rate /min | background rate /min |"
+    lines = [f"[observation] {title}".rstrip(), header, "|" + "---|" * 9]
+    for r in _order(rows):
+        lines.append(
+            f"| {r['method']} | {r['cuts']} | {r['n_on']:.1f} | {r['n_off']:.1f} | {r['alpha']:.3g} | "
+            f"{r['excess']:.1f} | {r['significance']:.2f} | {r['gamma_rate_per_min']:.3g} | "
+            f"{r['background_rate_per_min']:.3g} |"
+        )
+    return "\n".join(lines)
+
+
+def observation_entry(rows):
+    """The ``observation`` entry of ``metrics.json``: the rows, in the printed order."""
+    return [dict(r) for r in _order(rows)]

@@ -1,0 +1,87 @@
+"""Pseudo-observations drawn from weighted Monte Carlo: their observed-path significance
+scatters around the expected significance of the simulated observation."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.coordinates import EarthLocation
+from astropy.table import QTable
+
+from ctapipe_gammalearn.evaluation.detection import (
+    angular_distance,
+    observed_run,
+    simulated_observation,
+    source_altaz,
+)
+from ctapipe_gammalearn.evaluation.pseudo import DEFAULT_START, pseudo_observation
+
+LA_PALMA = EarthLocation(lon=-17.8920 * u.deg, lat=28.7615 * u.deg, height=2200 * u.m)
+CRAB = (83.633 * u.deg, 22.0145 * u.deg)
+POINTING = (70 * u.deg, 180 * u.deg)
+WOBBLE = 0.4 * u.deg
+N_DRAWS = 20
+
+
+def _sample(n, rng, gamma):
+    """Weighted events at a pointing: point-like gammas 0.4 deg above it, or diffuse background."""
+    table = QTable()
+    table["event_id"] = np.arange(n)
+    table["true_energy"] = 10 ** rng.uniform(-1.5, 1.5, n) * u.TeV
+    table["reco_energy"] = table["true_energy"] * np.exp(rng.normal(0, 0.2, n))
+    table["pointing_alt"] = np.full(n, POINTING[0].value) * u.deg
+    table["pointing_az"] = np.full(n, POINTING[1].value) * u.deg
+    if gamma:
+        alt, az = np.full(n, (POINTING[0] + WOBBLE).value), np.full(n, POINTING[1].value)
+        sigma = 0.1
+        table["gammaness"] = rng.beta(5, 2, n)
+        table["weight"] = np.full(n, 400.0 / n)  # 400 gammas in the run
+    else:  # uniform per solid angle within 3 deg of the pointing
+        r = np.degrees(np.arccos(1 - rng.uniform(0, 1 - np.cos(np.radians(3.0)), n)))
+        phi = rng.uniform(0, 2 * np.pi, n)
+        alt = POINTING[0].value + r * np.cos(phi)
+        az = POINTING[1].value + r * np.sin(phi) / np.cos(np.radians(alt))
+        sigma = 0.0
+        table["gammaness"] = rng.beta(2, 5, n)
+        table["weight"] = np.full(n, 60000.0 / n)
+    table["true_alt"], table["true_az"] = alt * u.deg, az * u.deg
+    dalt, daz = rng.normal(0, sigma, n), rng.normal(0, sigma, n) / np.cos(np.radians(alt))
+    table["reco_alt"], table["reco_az"] = (alt + dalt) * u.deg, (az + daz) * u.deg
+    return table
+
+
+@pytest.fixture(scope="module")
+def weighted():
+    rng = np.random.default_rng(1)
+    return _sample(20000, rng, True), _sample(60000, rng, False)
+
+
+def test_pseudo_events_track_the_source(weighted):
+    gammas, protons = weighted
+    events, info = pseudo_observation(gammas, [protons], 1 * u.h, LA_PALMA, np.random.default_rng(2))
+    assert np.all(np.diff(events["time"].mjd) >= 0)
+    assert info["wobble_offset"].to_value(u.deg) == pytest.approx(0.4, abs=1e-6)
+    s_alt, s_az = source_altaz(*CRAB, events["time"], LA_PALMA, max_step=None)
+    # the source stays at the wobble offset from the pointing
+    offset = angular_distance(events["pointing_az"], events["pointing_alt"], s_az, s_alt)
+    assert np.allclose(offset.to_value(u.deg), 0.4, atol=1e-3)
+    g = events[events["particle"] == 0]
+    theta = angular_distance(g["reco_az"], g["reco_alt"], s_az[events["particle"] == 0], s_alt[events["particle"] == 0])
+    assert np.median(theta.to_value(u.deg)) < 0.15  # gammas around the source, not the simulated position
+    assert abs(len(g) - 400) < 5 * 20
+
+
+def test_pseudo_significance_scatters_around_expected(weighted):
+    gammas, protons = weighted
+    rows, details = simulated_observation("m", gammas, protons, observation_time=1 * u.h, kinds=("efficiency",))
+    expected = rows[0]["significance"]
+    cuts = details["efficiency"]["cuts"]
+    rng = np.random.default_rng(7)
+    significances = []
+    for _ in range(N_DRAWS):
+        events, info = pseudo_observation(gammas, [protons], 1 * u.h, LA_PALMA, rng)
+        row, _ = observed_run("m", events, *CRAB, LA_PALMA, cuts, livetime=1 * u.h)
+        significances.append(row["significance"])
+    mean, spread = np.mean(significances), np.std(significances, ddof=1)
+    print(f"expected {expected:.2f}, pseudo mean {mean:.2f}, spread {spread:.2f} ({N_DRAWS} draws)")
+    assert abs(mean - expected) < 1.0
+    assert 0.5 < spread < 1.6
