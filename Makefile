@@ -22,7 +22,6 @@ TORCH_FREE_TESTS ?= \
 	tests/test_atomic.py \
 	tests/test_compat.py \
 	tests/test_lattice.py \
-	tests/test_data_sim.py \
 	tests/test_evaluation_metrics.py \
 	tests/test_evaluation_baseline.py \
 	tests/test_benchmark_tool.py \
