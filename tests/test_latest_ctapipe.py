@@ -20,16 +20,13 @@ import tables
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = files("ctapipe_gammalearn") / "resources" / "gammalearn.yaml"
-LST_RUN = "ab14a019_gamma_run000007_za40deg_azm180deg_South_subsystem_lsts_7.0.0_test"
+# real sim_telarray files: 30 bright mono LST-1 images (muon rings), and a stereo LST gamma event
+SIMTEL_FILES = {
+    "lst_muons": "muon/lst_muons.simtel.zst",
+    "lst_gamma_stereo": "gamma/ab14a019_gamma_run000007_za40deg_azm180deg_South_subsystem_lsts_7.0.0_test.simtel.zst",
+}
 PREFIXES = ("GammaPhysNetEnergy", "GammaPhysNetClassifier", "GammaPhysNetGeometry")
 RTOL = 1e-5
-
-
-def latest_venv():
-    venv = Path(os.environ.get("GAMMALEARN_LATEST_VENV", ROOT / ".venv-latest"))
-    if not (venv / "bin" / "ctapipe-process").exists():
-        pytest.skip(f"no latest-ctapipe environment at {venv} (`make env-latest` builds it)")
-    return venv
 
 
 def run(argv, cwd, timeout=600):
@@ -62,40 +59,54 @@ def dl2_tables(path):
 
 
 @pytest.fixture(scope="module")
-def lst_simtel(shared_data):
-    return shared_data / "simtel" / "gamma" / f"{LST_RUN}.simtel.zst"
+def latest():
+    """The latest environment: its ctapipe version, Python version and bin/ folder."""
+    venv = Path(os.environ.get("GAMMALEARN_LATEST_VENV", ROOT / ".venv-latest"))
+    if not (venv / "bin" / "ctapipe-process").exists():
+        pytest.skip(f"no latest-ctapipe environment at {venv} (`make env-latest` builds it)")
+    version, python = ctapipe_version(venv / "bin" / "python")
+    torch_there = run([str(venv / "bin" / "python"), "-c", "import torch"], ROOT)
+    assert torch_there.returncode != 0, f"torch is installed in {venv}: it must stay torch-free"
+    return version, python, venv / "bin"
 
 
 @pytest.fixture(scope="module")
-def exported_model(lst_simtel, tmp_path_factory):
-    """An untrained, seeded `small` γ-PhysNet for the file's LSTs, exported here (needs torch)."""
+def here_version():
+    return ctapipe_version(sys.executable)[0]
+
+
+@pytest.fixture(params=sorted(SIMTEL_FILES))
+def simtel(request, shared_data):
+    return shared_data / "simtel" / SIMTEL_FILES[request.param]
+
+
+@pytest.fixture
+def exported_model(simtel, tmp_path):
+    """An untrained, seeded `small` γ-PhysNet per camera type of the file, exported here (needs torch)."""
     pytest.importorskip("torch")
     from ctapipe.core import run_tool
 
     from ctapipe_gammalearn.tools.export import ExportTool
 
-    directory = tmp_path_factory.mktemp("latest_models")
+    directory = tmp_path / "models"
+    directory.mkdir()
     argv = [
         "--init-random",
         "--seed=3",
-        f"--input={lst_simtel}",
+        f"--input={simtel}",
         "--telescope-type=all",
         "--preset=small",
         f"--output={directory / 'random'}",
     ]
     assert run_tool(ExportTool(), argv, cwd=directory) == 0
-    (model,) = sorted(directory.glob("random_*.onnx"))
-    return model
+    models = sorted(directory.glob("random_*.onnx"))
+    assert models
+    return models
 
 
-def test_model_exported_here_gives_same_dl2_in_latest_ctapipe(lst_simtel, exported_model, tmp_path):
-    latest = latest_venv()
-    here_version, _ = ctapipe_version(sys.executable)
-    latest_version, latest_python = ctapipe_version(latest / "bin" / "python")
+def test_model_exported_here_gives_same_dl2_in_latest_ctapipe(latest, here_version, simtel, exported_model, tmp_path):
+    latest_version, latest_python, latest_bin = latest
     assert latest_version != here_version, "both environments have the same ctapipe"
-
-    torch_there = run([str(latest / "bin" / "python"), "-c", "import torch"], ROOT)
-    assert torch_there.returncode != 0, f"torch is installed in {latest}: it must stay torch-free"
 
     def process(bin_dir, name):
         output = tmp_path / f"{name}.dl2.h5"
@@ -103,12 +114,12 @@ def test_model_exported_here_gives_same_dl2_in_latest_ctapipe(lst_simtel, export
         argv = [
             str(bin_dir / "ctapipe-process"),
             f"--config={CONFIG}",
-            f"--input={lst_simtel}",
+            f"--input={simtel}",
             f"--output={output}",
             "--no-progress",
             "--SimTelEventSource.focal_length_choice=EQUIVALENT",
-            f"--GammaPhysNetReconstructor.model_paths={exported_model}",
             "--GammaPhysNetReconstructor.n_threads=1",
+            *(f"--GammaPhysNetReconstructor.model_paths={model}" for model in exported_model),
         ]
         result = run(argv, cwd=tmp_path / name)
         assert result.returncode == 0, f"{name} ctapipe-process failed:\n{result.stderr[-4000:]}"
@@ -117,9 +128,8 @@ def test_model_exported_here_gives_same_dl2_in_latest_ctapipe(lst_simtel, export
     # the two runs are independent: one core each
     with ThreadPoolExecutor(2) as pool:
         here = pool.submit(process, Path(sys.executable).parent, "here")
-        there = pool.submit(process, latest / "bin", "latest")
+        there = pool.submit(process, latest_bin, "latest")
         here, there = here.result(), there.result()
-
     expected, got = dl2_tables(here), dl2_tables(there)
     assert sorted(got) == sorted(expected), f"ctapipe {latest_version} wrote other DL2 tables"
     tel_tables = [key for key in expected if key[0] == "telescope"]
