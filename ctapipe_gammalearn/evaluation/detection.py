@@ -675,7 +675,8 @@ def observed_run(method, events, source_ra, source_dec, location, cuts=None, *, 
     etc., e.g. derived from simulations) are applied. Without ``cuts`` every event is
     kept and ``on_radius`` is the θ cut. The source position is computed in alt/az at
     each event's time; the off positions are reflected around each event's pointing
-    (``n_off`` or ``"max"``, the latter from the median offset).
+    (``n_off`` or ``"max"``, the latter from the median offset and ``on_radius``, or
+    `DEFAULT_ON_RADIUS` with cuts, as `simulated_observation` does).
 
     ``kind`` labels the row (default: the ``CUTS`` of the cuts' meta, else ``threshold``).
     Returns ``(row, theta2)``: a `detection_row` with ``run_ids`` and ``livetime_h``,
@@ -705,7 +706,9 @@ def observed_run(method, events, source_ra, source_dec, location, cuts=None, *, 
         keep &= energy_range_mask(events["reco_energy"], energy_min, energy_max)
         if on_radius is not None:  # a fixed θ cut in place of the cuts' own
             theta_cut = np.full(len(events), u.Quantity(on_radius, u.deg).value) * u.deg
-        radius_for_max = u.Quantity(on_radius if on_radius is not None else np.nanmax(cuts["theta_cut"]), u.deg)
+        # as in `simulated_observation`: the regions of 'max' sized by the fixed θ cut, else
+        # by `DEFAULT_ON_RADIUS`, so that both give the same α
+        radius_for_max = u.Quantity(on_radius if on_radius is not None else DEFAULT_ON_RADIUS, u.deg)
     if not np.any(keep):
         raise DetectionInputError(f"{_where(name)}no events left after the cuts of {method}")
     angles = _angles_or_error(n_off, median_offset, radius_for_max, name)

@@ -142,23 +142,26 @@ def simulated_method_events(paths, sub_events, methods, observation_time=DEFAULT
 
 def simulated_observations(paths, sub_events, reconstructors, references, **options):
     """``(rows, details)``: `simulated_observation` of every method and kind of cuts;
-    ``details[method][kind] = {"cuts", "theta2"}``. A method the detection refuses (e.g.
-    too few events) is left out with a log line; none left raises `ObservationUnavailable`."""
+    ``details[method][kind] = {"cuts", "theta2"}``. A method and kind the detection refuses
+    (e.g. too few events) is left out with a log line; none left raises `ObservationUnavailable`."""
     methods = method_triples(reconstructors, references)
     if not methods:
         raise ObservationUnavailable("no subarray gammaness + energy + geometry of one method")
     time = options.get("observation_time", DEFAULT_OBSERVATION_TIME)
     events = simulated_method_events(paths, sub_events, methods, time)
+    kinds = options.pop("kinds", CUT_KINDS)
     rows, details, reasons = [], {}, []
     for name, parts in events.items():
-        try:
-            method_rows, details[name] = simulated_observation(name, parts["gammas"], parts["protons"], **options)
-        except DetectionInputError as err:
-            log.info("no simulated observation for %s: %s", name, err)
-            reasons.append(f"{name}: {err}")
-            details.pop(name, None)
-            continue
-        rows += method_rows
+        for kind in kinds:  # one kind the inputs do not allow (e.g. best cuts) costs that kind only
+            try:
+                kind_rows, kind_details = simulated_observation(name, parts["gammas"], parts["protons"],
+                                                                kinds=(kind,), **options)
+            except DetectionInputError as err:
+                log.warning("no %s cuts for %s: %s", kind, name, err)
+                reasons.append(f"{name} {kind}: {err}")
+                continue
+            rows += kind_rows
+            details.setdefault(name, {}).update(kind_details)
     if not rows:
         raise ObservationUnavailable("; ".join(reasons) or "no method")
     return rows, details
@@ -269,12 +272,16 @@ def observed_observations(paths, methods, source_ra, source_dec, cuts=None, *, g
         methods = {name: m for name, m in methods.items() if name in cuts}
         if not methods:
             raise DetectionInputError(f"no method of the cuts file in the inputs (cuts for {sorted(cuts)})")
-    per_run = {}
+    per_run, empty = {}, set()
     for path in paths:
         events, location, found, livetime = observed_events(path)
         _check_methods(path, found, methods)
         for name, method in methods.items():
             table = method_table(events, method)
+            if len(table) == 0:  # e.g. a stereo-only geometry on a mono run
+                log.warning("%s: no valid prediction of %s (%s): left out", path, name, ", ".join(method.values()))
+                empty.add(name)
+                continue
             method_cuts = cuts[name] if cuts is not None else {"threshold": threshold_cut_table(
                 gammaness_threshold, on_radius)}
             for kind, cut_table in method_cuts.items():
@@ -285,6 +292,9 @@ def observed_observations(paths, methods, source_ra, source_dec, cuts=None, *, g
                                                energy_min=energy_min, energy_max=energy_max, name=str(path),
                                                theta2_bins=theta2_bins, kind=kind)
                     per_run.setdefault((name, kind), []).append((row, theta2, cut_table))
+    per_run = {key: runs for key, runs in per_run.items() if key[0] not in empty}
+    if not per_run:
+        raise DetectionInputError(f"{paths[0]}: no valid prediction of any method ({', '.join(methods)})")
     rows, details = [], {}
     for (name, kind), runs in per_run.items():
         rows.append(stack_runs([r for r, _, _ in runs], different_alpha=True))

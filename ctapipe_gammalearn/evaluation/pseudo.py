@@ -116,3 +116,115 @@ def pseudo_observation(gammas, backgrounds, observation_time, location, rng, *, 
     info = {"pointing_ra": pointing_ra, "pointing_dec": pointing_dec, "start": start, "duration": duration,
             "wobble_offset": offset, "source": SkyCoord(ra=source_ra, dec=source_dec, frame="icrs")}
     return events, info
+
+
+# --------------------------------------------------------------------------- DL2 files
+
+#: shower primary id -> particle of `.detection.TARGET_SPECTRA`
+PARTICLES = {0: "gamma", 101: "proton", 1: "electron"}
+#: pointing samples of the monitoring table
+POINTING_STEP = 10 * u.s
+
+
+def subarray_dl2_nodes(path):
+    """``[(group, prefix), ...]`` of the subarray DL2 tables of a file."""
+    import tables
+    from ctapipe.io.hdf5dataformat import DL2_SUBARRAY_GROUP
+
+    with tables.open_file(path) as h5:
+        if DL2_SUBARRAY_GROUP not in h5:
+            return []
+        group = h5.get_node(DL2_SUBARRAY_GROUP)
+        return sorted((name, prefix) for name, node in group._v_children.items() for prefix in node._v_children)
+
+
+def weighted_dl2(paths, observation_time, quality_criteria=None):
+    """Subarray events of the common selection of simulated DL2 ``paths`` (one particle),
+    with ``weight`` for ``observation_time`` (`TARGET_SPECTRA`) and ``pointing_alt``/``az``.
+
+    Returns ``(events, particle)``; raises `.detection.DetectionInputError` naming the file."""
+    from .detection import TARGET_SPECTRA, DetectionInputError, weight_events
+    from .events import DEFAULT_QUALITY_CRITERIA, BenchmarkInputError, load_events, quality_columns, select_events
+    from .sensitivity import SensitivityUnavailable, _combine, _pointing, _simulation_info
+
+    criteria = list(DEFAULT_QUALITY_CRITERIA if quality_criteria is None else quality_criteria)
+    try:
+        tel, sub, _ = load_events(paths, parameter_columns=quality_columns(criteria))
+        _, sub = select_events(tel, sub, criteria)
+        infos = [_simulation_info(path) for path in paths]
+        for path, info in zip(paths, infos):
+            if info is None:
+                raise DetectionInputError(f"{path}: no simulation information (/configuration/simulation/run)")
+        info = _combine(infos, "input")
+        alt, az = _pointing(paths, sub, range(len(paths)))
+    except (BenchmarkInputError, SensitivityUnavailable) as err:
+        raise DetectionInputError(str(err)) from None
+    ids = set(np.unique(np.asarray(sub["true_shower_primary_id"])).tolist())
+    if len(ids) != 1 or ids.pop() not in PARTICLES:
+        raise DetectionInputError(f"{paths[0]}: not one particle of {sorted(PARTICLES)}: {sorted(ids)}")
+    particle = PARTICLES[int(sub["true_shower_primary_id"][0])]
+    sub = _filled(sub)
+    sub["pointing_alt"], sub["pointing_az"] = alt, az
+    return weight_events(sub, info, TARGET_SPECTRA[particle], observation_time), particle
+
+
+def _filled(table):
+    out = QTable(table, copy=True)
+    for name in out.colnames:
+        col = out[name]
+        if hasattr(col, "mask"):
+            fill = False if col.dtype == bool else np.nan if col.dtype.kind == "f" else 0
+            out[name] = col.filled(fill)
+    return out
+
+
+def write_pseudo_run(path, events, info, subarray, nodes, obs_id=1):
+    """A ctapipe-like DL2 file of an observed run (no /simulation): the subarray, the
+    observation block (the tracked ICRS pointing, start, duration), the subarray trigger
+    table (event times), the subarray DL2 tables ``nodes`` (``[(group, prefix)]``) and the
+    telescopes' pointing (``/dl0/monitoring/telescope/pointing``, every `POINTING_STEP`)."""
+    from astropy.table import Table
+    from ctapipe.containers import CoordinateFrameType
+    from ctapipe.io import write_table
+    from ctapipe.io.hdf5dataformat import (
+        DL0_TEL_POINTING_GROUP,
+        DL1_SUBARRAY_TRIGGER_TABLE,
+        DL2_SUBARRAY_GROUP,
+        OBSERVATION_BLOCK_TABLE,
+    )
+
+    from .detection import source_altaz
+
+    subarray.to_hdf(path, overwrite=True)
+    block = Table()
+    block["obs_id"] = [obs_id]
+    block["sb_id"] = [obs_id]
+    block["producer_id"] = ["ctapipe-gammalearn-pseudo-observation"]
+    block["subarray_pointing_lat"] = [info["pointing_dec"].to_value(u.deg)] * u.deg
+    block["subarray_pointing_lon"] = [info["pointing_ra"].to_value(u.deg)] * u.deg
+    block["subarray_pointing_frame"] = [CoordinateFrameType.ICRS.value]
+    block["actual_start_time"] = Time([info["start"]])
+    block["actual_duration"] = [info["duration"].to_value(u.min)] * u.min
+    write_table(block, path, OBSERVATION_BLOCK_TABLE, append=True)
+    n = len(events)
+    trigger = Table()
+    trigger["obs_id"] = np.full(n, obs_id, dtype=np.int32)
+    trigger["event_id"] = np.asarray(events["event_id"], dtype=np.int64)
+    trigger["time"] = events["time"]
+    trigger["tels_with_trigger"] = np.ones((n, len(subarray.tel)), dtype=bool)
+    trigger["event_type"] = np.full(n, 32, dtype=np.int32)  # SUBARRAY
+    write_table(trigger, path, DL1_SUBARRAY_TRIGGER_TABLE, append=True)
+    for group, prefix in nodes:
+        table = Table()
+        table["obs_id"], table["event_id"] = trigger["obs_id"], trigger["event_id"]
+        for name in events.colnames:
+            if name.startswith(prefix + "_"):
+                table[name] = events[name]
+        write_table(table, path, f"{DL2_SUBARRAY_GROUP}/{group}/{prefix}", append=True)
+    n_steps = int(np.ceil((info["duration"] / POINTING_STEP).to_value(u.one))) + 1
+    times = info["start"] + np.arange(n_steps) * POINTING_STEP
+    alt, az = source_altaz(info["pointing_ra"], info["pointing_dec"], times, subarray.reference_location,
+                           max_step=None)
+    for tel_id in subarray.tel:
+        pointing = Table({"time": times, "azimuth": az.to(u.rad), "altitude": alt.to(u.rad)})
+        write_table(pointing, path, f"{DL0_TEL_POINTING_GROUP}/tel_{tel_id:03d}", append=True)
