@@ -173,3 +173,18 @@ def test_observed_errors(case, message, runs, report, tmp_path, capsys):
     assert message in err
     if case in ("no_pointing", "missing"):
         assert str(inputs[1]) in err
+
+
+def test_electrons_join_the_background(simulated, report, tmp_path):
+    """Diffuse electrons add to the protons: same gamma-derived cuts, more background."""
+    electron = tmp_path / "electron.dl2.h5"
+    _simulate(electron, "electron", 200, 7, "--obs-id=7", "--energy-min=0.03", "--energy-max=30",
+              "--viewcone-max=4")
+    add_dl2(electron, seed=7)
+    output = tmp_path / "report"
+    assert _benchmark([*simulated, electron], output) == 0
+    rows = {(r["method"], r["cuts"]): r for r in json.loads((output / "metrics.json").read_text())["observation"]}
+    before = {(r["method"], r["cuts"]): r for r in report[1]["observation"]}
+    key = ("Sharp", "threshold")
+    assert rows[key]["background_rate_per_min"] > before[key]["background_rate_per_min"]
+    assert rows[key]["excess"] == pytest.approx(before[key]["excess"])

@@ -1,7 +1,7 @@
 """The benchmark's detection of a point-like source, for every method of the input files.
 
-* Simulated inputs (point-like gammas at a wobble offset, diffuse protons, with their
-  simulation information): the expected detection in ``observation_time`` of the Crab
+* Simulated inputs (point-like gammas at a wobble offset, diffuse protons, optionally
+  diffuse electrons, with their simulation information): the expected detection in ``observation_time`` of the Crab
   (`.detection.simulated_observation`) for every method of `.sensitivity.method_triples`
   and every kind of cuts (`.detection.CUT_KINDS`).
 * Observed runs (DL2 without simulation truth, e.g. real runs or the pseudo-observations
@@ -46,7 +46,14 @@ from .detection import (
     weight_events,
 )
 from .events import _column, find_reconstructors
-from .sensitivity import SensitivityUnavailable, _pointing, method_triples, simulation_inputs
+from .sensitivity import (
+    SensitivityUnavailable,
+    _combine,
+    _pointing,
+    _simulation_info,
+    method_triples,
+    simulation_inputs,
+)
 
 __all__ = [
     "CUTS_FILE",
@@ -73,6 +80,7 @@ CUTS_FILE = "cuts.ecsv"
 #: the Crab nebula (ICRS, deg)
 CRAB_RA = 83.633 * u.deg
 CRAB_DEC = 22.0145 * u.deg
+ELECTRON_ID = 1
 _CUT_COLUMNS = ("low", "high", "center", "gh_cut", "theta_cut", "n_events")
 
 
@@ -120,9 +128,13 @@ def simulated_method_events(paths, sub_events, methods, observation_time=DEFAULT
     """``{method: {"gammas": QTable, "protons": QTable}}``: weighted events of each method
     (gammas to `TARGET_SPECTRA` ``gamma``, protons ``proton``) for ``observation_time``.
 
+    Diffuse electron files, where present, join the protons (weighted to ``electron``).
     Raises `ObservationUnavailable` without point-like gammas or diffuse protons."""
     try:
         inputs = simulation_inputs(paths, sub_events)
+        electrons = _electron_inputs(paths, sub_events)
+        if electrons is not None:
+            inputs["electrons"] = electrons
         alt, az = _pointing(paths, sub_events, [i for indices, _ in inputs.values() for i in indices])
     except SensitivityUnavailable as err:
         raise ObservationUnavailable(str(err)) from None
@@ -130,14 +142,34 @@ def simulated_method_events(paths, sub_events, methods, observation_time=DEFAULT
     out = {}
     for name, method in methods.items():
         out[name] = {}
-        for kind, particle in (("gammas", "gamma"), ("protons", "proton")):
+        for kind, particle in (("gammas", "gamma"), ("protons", "proton"), ("electrons", "electron")):
+            if kind not in inputs:
+                continue
             indices, sim_info = inputs[kind]
             rows = np.isin(file_index, indices)
             events = QTable(sub_events[rows], copy=True)
             events["pointing_alt"], events["pointing_az"] = alt[rows], az[rows]
             table = method_table(events, method)
             out[name][kind] = weight_events(table, sim_info, TARGET_SPECTRA[particle], observation_time)
+        if "electrons" in out[name]:
+            out[name]["protons"] = QTable(vstack([out[name]["protons"], out[name].pop("electrons")]))
     return out
+
+
+def _electron_inputs(paths, sub_events):
+    """``(file_indices, SimulatedEventsInfo)`` of the diffuse electron files, or None."""
+    primary_id = np.asarray(sub_events["true_shower_primary_id"])
+    file_index = np.asarray(sub_events["file_index"])
+    found = []
+    for index, path in enumerate(paths):
+        if set(np.unique(primary_id[file_index == index]).tolist()) != {ELECTRON_ID}:
+            continue
+        info = _simulation_info(path)
+        if info is not None and u.Quantity(info.viewcone_max - info.viewcone_min).value > 0:
+            found.append((index, info))
+    if not found:
+        return None
+    return [i for i, _ in found], _combine([info for _, info in found], "electrons")
 
 
 def simulated_observations(paths, sub_events, reconstructors, references, **options):
