@@ -34,7 +34,7 @@ def _sample(n, rng, gamma):
         alt, az = np.full(n, (POINTING[0] + WOBBLE).value), np.full(n, POINTING[1].value)
         sigma = 0.1
         table["gammaness"] = rng.beta(5, 2, n)
-        table["weight"] = np.full(n, 400.0 / n)  # 400 gammas in the run
+        table["weight"] = np.full(n, 150.0 / n)  # 150 gammas in the run
     else:  # uniform per solid angle within 3 deg of the pointing
         r = np.degrees(np.arccos(1 - rng.uniform(0, 1 - np.cos(np.radians(3.0)), n)))
         phi = rng.uniform(0, 2 * np.pi, n)
@@ -67,14 +67,17 @@ def test_pseudo_events_track_the_source(weighted):
     g = events[events["particle"] == 0]
     theta = angular_distance(g["reco_az"], g["reco_alt"], s_az[events["particle"] == 0], s_alt[events["particle"] == 0])
     assert np.median(theta.to_value(u.deg)) < 0.15  # gammas around the source, not the simulated position
-    assert abs(len(g) - 400) < 5 * 20
+    assert abs(len(g) - 150) < 5 * np.sqrt(150)
 
 
-def test_pseudo_significance_scatters_around_expected(weighted):
+@pytest.mark.parametrize("kind", ["efficiency", "threshold"])
+def test_pseudo_significance_scatters_around_expected(weighted, kind):
+    """20 pseudo-runs through the observed path: mean within 1 (the σ of one run) of the
+    expected significance of the simulated observation, spread close to 1."""
     gammas, protons = weighted
-    rows, details = simulated_observation("m", gammas, protons, observation_time=1 * u.h, kinds=("efficiency",))
+    rows, details = simulated_observation("m", gammas, protons, observation_time=1 * u.h, kinds=(kind,))
     expected = rows[0]["significance"]
-    cuts = details["efficiency"]["cuts"]
+    cuts = details[kind]["cuts"]
     rng = np.random.default_rng(7)
     significances = []
     for _ in range(N_DRAWS):
@@ -82,6 +85,7 @@ def test_pseudo_significance_scatters_around_expected(weighted):
         row, _ = observed_run("m", events, *CRAB, LA_PALMA, cuts, livetime=1 * u.h)
         significances.append(row["significance"])
     mean, spread = np.mean(significances), np.std(significances, ddof=1)
-    print(f"expected {expected:.2f}, pseudo mean {mean:.2f}, spread {spread:.2f} ({N_DRAWS} draws)")
+    print(f"{kind}: expected {expected:.2f}, pseudo mean {mean:.2f}, spread {spread:.2f} ({N_DRAWS} draws)")
+    assert 3 < expected < 15
     assert abs(mean - expected) < 1.0
     assert 0.5 < spread < 1.6
