@@ -430,7 +430,7 @@ class AirShowerSimEventSource(EventSource):
             # the cascades are cheap, their emission points and images are not: a few points
             # of each cascade (their own random stream) tell the telescopes that can trigger.
             # Over 20480 thrown quickstart protons and 4096 of the benchmark's, the least
-            # estimate of a triggered telescope was 40 and 23 p.e. (screen at 10). Gammas: the
+            # estimate of a triggered telescope was 28 and 25 p.e. (screen at 10). Gammas: the
             # quick screen is tight already (a second one would keep 83% of those it passes)
             screen_rng = np.random.default_rng([self.seed, index, 2])
             light_only = candidates[todo] & ~muons[todo]  # a muon's telescope is simulated anyway
