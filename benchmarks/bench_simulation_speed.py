@@ -6,9 +6,12 @@ Measured side by side in one run (medians of --repeat runs):
   total     both, i.e. what the tool does end to end in one process
   parallel  what the tool does with --workers N: batches simulated and processed in N forked
             processes, written by this one (wall clock only: the work is in the children)
+  end to end / ctapipe
+            'parallel' over 'ctapipe' (both wall clock): the share of ctapipe's own processing-and-
+            writing rate the tool reaches (1 would mean the simulator cost nothing)
 
-  owned     end to end with N workers over ctapipe's own rate on the same events: the share of
-            the ctapipe-only rate the tool reaches (1 would mean the simulator costs nothing)
+Settings: 'benchmark' (the documented samples), 'quickstart' (the training sets of
+scripts/demo.sh), 'prod5' (prod5-like diffuse protons).
 
     python benchmarks/bench_simulation_speed.py [--settings benchmark|quickstart|prod5] [--particles gamma proton]
         [--n-events 300] [--repeat 3] [--workers 2] [--true-image both|yes|no]
@@ -112,8 +115,8 @@ def main():
     samples = {k: v for k, v in SETTINGS[args.settings].items() if args.particles is None or k in args.particles}
     print(f"LST-1, settings '{args.settings}', {args.n_events} triggered events per run, median of {args.repeat} runs\n")
     print("Rates in triggered events per second of wall-clock time, and [per second of this process's CPU time,")
-    print("which a shared, loaded machine disturbs much less]. 'owned': end to end with the workers over")
-    print("ctapipe's own processing-and-writing rate, both wall clock.\n")
+    print("which a shared, loaded machine disturbs much less]. 'end to end / ctapipe': the rate with the")
+    print("workers over ctapipe's own processing-and-writing rate, both wall clock.\n")
     print(f"| sample | thrown/triggered | generate | ctapipe processing + writing | end to end, one process "
           f"| end to end, {args.workers} workers | speed-up | end to end / ctapipe |")
     print("|---|---|---|---|---|---|---|---|")
