@@ -133,4 +133,15 @@ for source in point diffuse; do
         --provenance-log "$LOGS/benchmark_$source.log" \
         | tee "$DEMO_DIR/report_$source.txt"
 done
+# the point-like set with the protons: a 1 h Crab observation, every method and kind of cuts
+log "detection summary: 1 h of the Crab (report_point/metrics.json, key observation)"
+"$BIN/python" - "$DEMO_DIR/report_point/metrics.json" <<'PYEOF'
+import json, sys
+rows = json.load(open(sys.argv[1])).get("observation")
+if not rows:
+    print("no observation in the report (see the benchmark's log line 'no observation: ...')")
+for r in rows or []:
+    print(f"{r['method']:>14} {r['cuts']:>10}: excess {r['excess']:9.1f}, significance {r['significance']:6.2f} sigma, "
+          f"gamma rate {r['gamma_rate_per_min']:7.3g}/min, background {r['background_rate_per_min']:7.3g}/min")
+PYEOF
 log "done: $DEMO_DIR/report_point/ and $DEMO_DIR/report_diffuse/ (see docs/benchmark.md)"
