@@ -1,6 +1,6 @@
 # Entry points: `make demo` (the whole chain on simulated LST-1 events) and `make test`
-# (lint, the full suite on Python 3.11 + ctapipe 0.28, the torch-free tests on
-# Python 3.12 + the newest ctapipe, without torch).
+# (the full suite on Python 3.11 + ctapipe 0.28, the torch-free tests on Python 3.12 +
+# the newest ctapipe without torch, then lint).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
