@@ -12,6 +12,7 @@ from ctapipe.core import run_tool
 from test_benchmark_tool import add_dl2
 
 from ctapipe_gammalearn.evaluation.observation import CUTS_FILE, read_cuts
+from ctapipe_gammalearn.evaluation.writer import file_stem
 from ctapipe_gammalearn.tools.benchmark import BenchmarkTool
 from ctapipe_gammalearn.tools.pseudo_observation import PseudoObservationTool
 from ctapipe_gammalearn.tools.simulate import SimulateTool
@@ -62,11 +63,13 @@ def test_simulated_observation(report, capsys):
         assert row["observation_time_h"] == 1
         assert row["alpha"] == pytest.approx(1 / 3)
         assert row["excess"] == pytest.approx(row["n_on"] - row["alpha"] * row["n_off"])
-        assert (output / f"theta2_{row['method']}_{row['cuts']}.png").is_file()
+        assert (output / f"theta2_{file_stem(row['method'])}_{row['cuts']}.png").is_file()
     sharp = {r["cuts"]: r for r in rows if r["method"] == "Sharp"}
     blurry = {r["cuts"]: r for r in rows if r["method"] == "Blurry"}
     if "efficiency" in blurry:  # the sharper predictions detect the source better
         assert sharp["efficiency"]["significance"] > blurry["efficiency"]["significance"]
+    # mono per telescope type (LST-1 only here) next to stereo
+    assert "Sharp mono LST_LST_LSTCam" in {row["method"] for row in rows}
     cuts = read_cuts(output / CUTS_FILE)
     assert set(cuts) == {row["method"] for row in rows}
     assert set(cuts["Sharp"]) == set(sharp)
@@ -127,6 +130,8 @@ def test_observed_runs(runs, report, tmp_path):
         assert row["run_ids"] == [1, 2]
         assert row["livetime_h"] == pytest.approx(0.1)
     assert list(output.glob("theta2_*.png")) and not (output / CUTS_FILE).exists()
+    # the runs hold subarray DL2 only: the mono cuts of the file find no method
+    assert {r["method"] for r in rows} == {"Sharp", "Blurry"}
     # a fixed gammaness threshold and θ cut instead of the cuts file
     fixed = tmp_path / "fixed"
     assert _benchmark(runs[:1], fixed, *CRAB, "--on-radius=0.2", "--gammaness-threshold=0.6") == 0

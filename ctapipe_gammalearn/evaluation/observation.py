@@ -3,7 +3,7 @@
 * Simulated inputs (point-like gammas at a wobble offset, diffuse protons, optionally
   diffuse electrons, with their simulation information): the expected detection in ``observation_time`` of the Crab
   (`.detection.simulated_observation`) for every method of `.sensitivity.method_triples`
-  and every kind of cuts (`.detection.CUT_KINDS`).
+  (stereo, and mono per telescope type) and every kind of cuts (`.detection.CUT_KINDS`).
 * Observed runs (DL2 without simulation truth, e.g. real runs or the pseudo-observations
   of `.pseudo`): on/off counts around a given sky position (`.detection.observed_run`),
   with cuts read from the ``cuts.ecsv`` of a simulated report or one fixed gammaness
@@ -45,7 +45,8 @@ from .detection import (
     stack_theta2,
     weight_events,
 )
-from .events import _column, find_reconstructors
+from .events import TEL_TYPE_COLUMN, _column, find_reconstructors
+from .report import telescope_types
 from .sensitivity import (
     SensitivityUnavailable,
     _combine,
@@ -94,20 +95,21 @@ def is_observed(path) -> bool:
         return SIMULATION_SHOWER_TABLE not in h5 and DL2_SUBARRAY_GROUP in h5
 
 
-def method_table(events, method):
+def method_table(events, method, tag="_"):
     """Detection-style columns of one method (``{"energy", "geometry", "gammaness"}``
-    prefixes) on subarray events: ``reco_energy``, ``reco_alt``/``reco_az``, ``gammaness``
-    and ``event_id`` (plus the truth where present); rows with a valid prediction of all three."""
+    prefixes) on subarray events (telescope events with ``tag="_tel_"``): ``reco_energy``,
+    ``reco_alt``/``reco_az``, ``gammaness`` and ``event_id`` (plus the truth where present);
+    rows with a valid prediction of all three."""
     out = QTable()
     out["event_id"] = np.asarray(events["event_id"])
     out["obs_id"] = np.asarray(events["obs_id"])
-    out["reco_energy"] = _column(events, f"{method['energy']}_energy", u.TeV)
-    out["reco_alt"] = _column(events, f"{method['geometry']}_alt", u.deg)
-    out["reco_az"] = _column(events, f"{method['geometry']}_az", u.deg)
-    out["gammaness"] = _column(events, f"{method['gammaness']}_prediction")
+    out["reco_energy"] = _column(events, f"{method['energy']}{tag}energy", u.TeV)
+    out["reco_alt"] = _column(events, f"{method['geometry']}{tag}alt", u.deg)
+    out["reco_az"] = _column(events, f"{method['geometry']}{tag}az", u.deg)
+    out["gammaness"] = _column(events, f"{method['gammaness']}{tag}prediction")
     valid = np.ones(len(events), bool)
     for prefix in method.values():
-        flag = _column(events, f"{prefix}_is_valid")
+        flag = _column(events, f"{prefix}{tag}is_valid")
         valid &= flag.astype(bool) if flag.dtype.kind != "f" else np.zeros(len(events), bool)
     valid &= np.isfinite(out["reco_energy"].value) & (out["reco_energy"] > 0 * u.TeV)
     valid &= np.isfinite(out["reco_alt"].value) & np.isfinite(out["reco_az"].value)
@@ -115,30 +117,46 @@ def method_table(events, method):
     for name in ("true_energy", "true_alt", "true_az"):
         if name in events.colnames:
             out[name] = _column(events, name, u.TeV if name == "true_energy" else u.deg)
-    for name in ("time", "pointing_alt", "pointing_az"):
+    for name in ("time", "pointing_alt", "pointing_az", "file_index", "hillas_intensity"):
         if name in events.colnames:
             out[name] = events[name]
     return out[valid]
 
 
+def _one_per_shower(table):
+    """One row per shower (``file_index``, ``obs_id``, ``event_id``): its brightest image
+    (largest ``hillas_intensity``) where several telescopes of a type saw it."""
+    if len(table) == 0:
+        return table
+    order = np.argsort(-np.nan_to_num(np.asarray(table["hillas_intensity"], float), nan=-1.0)) \
+        if "hillas_intensity" in table.colnames else np.arange(len(table))
+    keys = np.stack([np.asarray(table[k], np.int64) for k in ("file_index", "obs_id", "event_id")
+                     if k in table.colnames], axis=1)[order]
+    _, first = np.unique(keys, axis=0, return_index=True)
+    return table[np.sort(order[first])]
+
+
 # --------------------------------------------------------------------------- simulated
 
 
-def simulated_method_events(paths, sub_events, methods, observation_time=DEFAULT_OBSERVATION_TIME):
+def simulated_method_events(paths, sub_events, methods, observation_time=DEFAULT_OBSERVATION_TIME, events=None,
+                            tag="_"):
     """``{method: {"gammas": QTable, "protons": QTable}}``: weighted events of each method
-    (gammas to `TARGET_SPECTRA` ``gamma``, protons ``proton``) for ``observation_time``.
-
-    Diffuse electron files, where present, join the protons (weighted to ``electron``).
-    Raises `ObservationUnavailable` without point-like gammas or diffuse protons."""
+    (gammas to `TARGET_SPECTRA` ``gamma``, protons ``proton``) for ``observation_time``,
+    from the subarray events, or from ``events`` (telescope events of one type, ``tag="_tel_"``,
+    one image per shower). Diffuse electron files, where present, join the protons
+    (weighted to ``electron``). Raises `ObservationUnavailable` without point-like gammas
+    or diffuse protons."""
     try:
         inputs = simulation_inputs(paths, sub_events)
         electrons = _electron_inputs(paths, sub_events)
         if electrons is not None:
             inputs["electrons"] = electrons
-        alt, az = _pointing(paths, sub_events, [i for indices, _ in inputs.values() for i in indices])
+        events = sub_events if events is None else events
+        alt, az = _pointing(paths, events, [i for indices, _ in inputs.values() for i in indices])
     except SensitivityUnavailable as err:
         raise ObservationUnavailable(str(err)) from None
-    file_index = np.asarray(sub_events["file_index"])
+    file_index = np.asarray(events["file_index"])
     out = {}
     for name, method in methods.items():
         out[name] = {}
@@ -147,9 +165,11 @@ def simulated_method_events(paths, sub_events, methods, observation_time=DEFAULT
                 continue
             indices, sim_info = inputs[kind]
             rows = np.isin(file_index, indices)
-            events = QTable(sub_events[rows], copy=True)
-            events["pointing_alt"], events["pointing_az"] = alt[rows], az[rows]
-            table = method_table(events, method)
+            part = QTable(events[rows], copy=True)
+            part["pointing_alt"], part["pointing_az"] = alt[rows], az[rows]
+            table = method_table(part, method, tag)
+            if tag != "_":
+                table = _one_per_shower(table)
             out[name][kind] = weight_events(table, sim_info, TARGET_SPECTRA[particle], observation_time)
         if "electrons" in out[name]:
             out[name]["protons"] = QTable(vstack([out[name]["protons"], out[name].pop("electrons")]))
@@ -172,15 +192,26 @@ def _electron_inputs(paths, sub_events):
     return [i for i, _ in found], _combine([info for _, info in found], "electrons")
 
 
-def simulated_observations(paths, sub_events, reconstructors, references, **options):
+def simulated_observations(paths, sub_events, reconstructors, references, tel_events=None, **options):
     """``(rows, details)``: `simulated_observation` of every method and kind of cuts;
-    ``details[method][kind] = {"cuts", "theta2"}``. A method and kind the detection refuses
-    (e.g. too few events) is left out with a log line; none left raises `ObservationUnavailable`."""
-    methods = method_triples(reconstructors, references)
-    if not methods:
-        raise ObservationUnavailable("no subarray gammaness + energy + geometry of one method")
+    ``details[method][kind] = {"cuts", "theta2"}``. Stereo methods are named as in
+    `method_triples`; with ``tel_events``, mono methods per telescope type follow
+    (``<stem> mono <type>``, one image per shower: the brightest of that type).
+    A method and kind the detection refuses (e.g. too few events) is left out with a log
+    line; none left raises `ObservationUnavailable`."""
     time = options.get("observation_time", DEFAULT_OBSERVATION_TIME)
-    events = simulated_method_events(paths, sub_events, methods, time)
+    events = {}
+    stereo = method_triples(reconstructors, references)
+    if stereo:
+        events.update(simulated_method_events(paths, sub_events, stereo, time))
+    mono = method_triples({"stereo": reconstructors.get("mono", {})}, {"stereo": references.get("mono", {})})
+    if tel_events is not None and mono:
+        for tel_type in telescope_types(tel_events):
+            of_type = tel_events[np.asarray(tel_events[TEL_TYPE_COLUMN]) == tel_type]
+            parts = simulated_method_events(paths, sub_events, mono, time, events=of_type, tag="_tel_")
+            events.update({f"{name} mono {tel_type}": part for name, part in parts.items()})
+    if not events:
+        raise ObservationUnavailable("no gammaness + energy + geometry of one method")
     kinds = options.pop("kinds", CUT_KINDS)
     rows, details, reasons = [], {}, []
     for name, parts in events.items():

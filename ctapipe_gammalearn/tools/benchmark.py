@@ -252,7 +252,7 @@ class BenchmarkTool(GammaLearnTool):
         """Rows and details of the simulated observation; none (one log line) where the inputs allow none."""
         try:
             rows, details = simulated_observations(
-                self.input_files, self.sub, self.reconstructors, self.references,
+                self.input_files, self.sub, self.reconstructors, self.references, tel_events=self.tel,
                 observation_time=self.observation_time * u.h, gammaness_threshold=self.gammaness_threshold,
                 **self._options())
         except (ObservationUnavailable, DetectionInputError) as err:
