@@ -7,7 +7,7 @@ from pyirf.benchmarks import angular_resolution, energy_bias_resolution
 from pyirf.benchmarks.energy_bias_resolution import energy_resolution_absolute_68
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, KFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 __all__ = ["PROD5_FEATURES", "LSTCHAIN_FEATURES", "cross_validated_auc", "quantiles", "mono_performance"]
 
@@ -195,13 +195,16 @@ def mono_performance(
     # the paper's IRFs cut per true-energy bin (its THETA_CUTS equal the 68% containment per bin)
     keep = point_score >= _binned_quantile_cut(point_score, true_energy, cut_bins, 1 - gh_efficiency)
     used = keep & right_sign if right_sign_only else keep
-    theta_cut = _binned_quantile_cut(np.where(keep & right_sign, theta, np.nan), true_energy, cut_bins, theta_containment)
+    kept_theta = np.where(keep & right_sign, theta, np.nan)
+    theta_cut = _binned_quantile_cut(kept_theta, true_energy, cut_bins, theta_containment)
     bins = energy_bins * u.TeV
 
     def table(mask):
-        return QTable(dict(
-            true_energy=true_energy[mask] * u.TeV, reco_energy=reco_energy[mask] * u.TeV, theta=theta[mask] * u.deg
-        ))
+        return QTable(
+            dict(
+                true_energy=true_energy[mask] * u.TeV, reco_energy=reco_energy[mask] * u.TeV, theta=theta[mask] * u.deg
+            )
+        )
 
     ang = angular_resolution(table(used), bins)
     ang_col = "angular_resolution" if "angular_resolution" in ang.colnames else "angular_resolution_68"
@@ -220,5 +223,9 @@ def mono_performance(
         mg, mp = (i_point >= lo) & (i_point < hi), (i_protons >= lo) & (i_protons < hi)
         y = np.concatenate([np.ones(mg.sum()), np.zeros(mp.sum())])
         score = np.concatenate([point_score[mg], proton_score[mp]])
-        aucs[(lo, hi)] = (roc_auc_score(y, score) if min(mg.sum(), mp.sum()) >= 10 else np.nan, int(mg.sum()), int(mp.sum()))
+        aucs[(lo, hi)] = (
+            roc_auc_score(y, score) if min(mg.sum(), mp.sum()) >= 10 else np.nan,
+            int(mg.sum()),
+            int(mp.sum()),
+        )
     return ang_res, e_res, counts, aucs, float(np.mean(right_sign[keep]))

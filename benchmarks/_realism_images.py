@@ -71,5 +71,7 @@ def plot_gallery(shared_data, simulated, output, n=3):
                 continue
             display = CameraDisplay(geometry, image=np.asarray(table["image"][c]), ax=ax, cmap="viridis")
             display.highlight_pixels(np.asarray(table["image_mask"][c]), color="white", linewidth=0.3)
-            ax.set_title(f"{label}\n{table['hillas_intensity'][c]:.0f} p.e., {table['true_energy'][c]:.2f} TeV", fontsize=8)
+            ax.set_title(
+                f"{label}\n{table['hillas_intensity'][c]:.0f} p.e., {table['true_energy'][c]:.2f} TeV", fontsize=8
+            )
     fig.savefig(output, dpi=80)

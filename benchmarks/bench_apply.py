@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import lstcam_telescope, median_time
 
-from ctapipe_gammalearn.nn.export import example_inputs, export_model
 from ctapipe_gammalearn.lattice import Lattice
 from ctapipe_gammalearn.nn import PRESETS, GammaPhysNet
+from ctapipe_gammalearn.nn.export import example_inputs, export_model
 from ctapipe_gammalearn.nn.flops import count_flops
 from ctapipe_gammalearn.runtime import load_model
 
@@ -92,7 +91,9 @@ def bench_end_to_end(args, workdir):
         return
     with TableLoader(dl1, focal_length_choice="EQUIVALENT") as loader:
         types = {str(t): t for t in loader.subarray.telescope_types}
-        n_tel_events = sum(len(t) for t in loader.read_telescope_events_by_id(dl1_parameters=False, simulated=False).values())
+        n_tel_events = sum(
+            len(t) for t in loader.read_telescope_events_by_id(dl1_parameters=False, simulated=False).values()
+        )
     models = []
     for i, (name, tel_type) in enumerate(sorted(types.items())):
         lattice = Lattice.from_geometry(tel_type.camera.geometry)
@@ -104,8 +105,15 @@ def bench_end_to_end(args, workdir):
     config = Path(__file__).resolve().parents[1] / "ctapipe_gammalearn/resources/gammalearn.yaml"
 
     def per_event():
-        argv = [f"--config={config}", f"--input={dl1}", f"--output={workdir / 'pe.h5'}", "--overwrite",
-                "--no-progress", "--HDF5EventSource.focal_length_choice=EQUIVALENT", *threads]
+        argv = [
+            f"--config={config}",
+            f"--input={dl1}",
+            f"--output={workdir / 'pe.h5'}",
+            "--overwrite",
+            "--no-progress",
+            "--HDF5EventSource.focal_length_choice=EQUIVALENT",
+            *threads,
+        ]
         argv += [f"--GammaPhysNetReconstructor.model_paths={m}" for m in models]
         assert run_tool(ProcessorTool(), argv, cwd=workdir, raises=True) == 0
 

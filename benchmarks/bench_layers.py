@@ -14,12 +14,9 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from _common import lstcam_lattice, median_time
+
 from ctapipe_gammalearn.nn.layers import LatticeConv, from_grid, to_grid
-
-
-
 
 
 class UnfoldGatherConv(torch.nn.Module):

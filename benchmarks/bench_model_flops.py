@@ -14,13 +14,11 @@ import io
 import warnings
 
 import torch
-
 from _common import lstcam_lattice, median_time
+
 from ctapipe_gammalearn.modelcard import INPUT_NAMES, OUTPUT_NAMES
 from ctapipe_gammalearn.nn import PRESETS, GammaPhysNet
 from ctapipe_gammalearn.nn.flops import count_flops
-
-
 
 
 def onnx_session(model, image, peak_time, threads):

@@ -26,12 +26,11 @@ CONFIG = Path(__file__).resolve().parents[1] / "ctapipe_gammalearn/resources/gam
 
 def export_models(path, preset, workdir):
     import torch
-
     from ctapipe.io import EventSource
 
-    from ctapipe_gammalearn.nn.export import export_model
     from ctapipe_gammalearn.lattice import Lattice
     from ctapipe_gammalearn.nn import GammaPhysNet
+    from ctapipe_gammalearn.nn.export import export_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

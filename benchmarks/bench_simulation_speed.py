@@ -113,12 +113,16 @@ def main():
                         help="rows with the true images written, without, or both")
     args = parser.parse_args()
     samples = {k: v for k, v in SETTINGS[args.settings].items() if args.particles is None or k in args.particles}
-    print(f"LST-1, settings '{args.settings}', {args.n_events} triggered events per run, median of {args.repeat} runs\n")
+    print(
+        f"LST-1, settings '{args.settings}', {args.n_events} triggered events per run, median of {args.repeat} runs\n"
+    )
     print("Rates in triggered events per second of wall-clock time, and [per second of this process's CPU time,")
     print("which a shared, loaded machine disturbs much less]. 'end to end / ctapipe': the rate with the")
     print("workers over ctapipe's own processing-and-writing rate, both wall clock.\n")
-    print(f"| sample | thrown/triggered | generate | ctapipe processing + writing | end to end, one process "
-          f"| end to end, {args.workers} workers | speed-up | end to end / ctapipe |")
+    print(
+        f"| sample | thrown/triggered | generate | ctapipe processing + writing | end to end, one process "
+        f"| end to end, {args.workers} workers | speed-up | end to end / ctapipe |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     true_images = {"both": (True, False), "yes": (True,), "no": (False,)}[args.true_image]
     with tempfile.TemporaryDirectory() as workdir:
@@ -138,8 +142,11 @@ def main():
                 label = f"{name}{'' if true_image else ' (no true image)'}"
                 cells = " | ".join(f"{w:.0f} [{c:.0f}]" for w, c in zip(rate[""], rate["_cpu"]))
                 in_parallel = args.n_events / np.median(parallel)
-                print(f"| {label} | {thrown:.1f} | {cells} | {in_parallel:.0f} | {in_parallel / rate[''][2]:.2f}× "
-                      f"| {in_parallel / rate[''][1]:.2f} |", flush=True)
+                print(
+                    f"| {label} | {thrown:.1f} | {cells} | {in_parallel:.0f} | {in_parallel / rate[''][2]:.2f}× "
+                    f"| {in_parallel / rate[''][1]:.2f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

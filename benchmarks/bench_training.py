@@ -61,12 +61,12 @@ def loader_rate(cache, batch_size, repeats):
 def train_rate(cache, lattice, preset, batch_size, steps, repeats):
     import torch
 
-    from ctapipe_gammalearn.training.stream import BatchStream
     from ctapipe_gammalearn.nn.flops import count_flops
     from ctapipe_gammalearn.nn.physnet import GammaPhysNet
     from ctapipe_gammalearn.training.balancing import make_balancer
     from ctapipe_gammalearn.training.losses import TASKS, MultitaskLoss
     from ctapipe_gammalearn.training.setup import make_optimizer
+    from ctapipe_gammalearn.training.stream import BatchStream
 
     torch.manual_seed(0)
     model = GammaPhysNet(lattice, preset=preset)

@@ -18,13 +18,12 @@ import argparse
 import warnings
 
 import numpy as np
-from astropy.table import Table
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.model_selection import KFold
-
 from _realism_reference import prod5_lst_tables
 from _realism_simulate import simulated_images
+from astropy.table import Table
 from simulation_realism import PROD5_LSTS, _with_true_fov
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.model_selection import KFold
 
 #: ctapipe's effective focal length of the prod5 LST: the image centroids lie at x / f_eff
 PROD5_LST_EFFECTIVE_FOCAL_LENGTH = 29.30565
@@ -205,12 +204,16 @@ def main():
         print(f"| {lo:g}–{hi:g} | {r[0]:.0f} / {s[0]:.0f} | {r[1]:.2f} / {s[1]:.2f} | {r[2]:.2f} / {s[2]:.2f} |")
     for column, unit in (("intensity", "p.e."), ("true_energy", "TeV")):
         bins, real_res, sim_res = resolution[column]
-        print(f"\n| {column.replace('_', ' ')} ({unit}) | images prod5 / sim | angular resolution 68 % prod5 / sim (deg) "
-              "| ratio | head/tail right | \\|disp\\| error 68 % (deg) | source off the axis 68 % (deg) |")
+        print(
+            f"\n| {column.replace('_', ' ')} ({unit}) | images prod5 / sim | angular resolution 68 % prod5 / sim (deg) "
+            "| ratio | head/tail right | \\|disp\\| error 68 % (deg) | source off the axis 68 % (deg) |"
+        )
         print("|---|---|---|---|---|---|---|")
         for (lo, hi), r, s in zip(bins, real_res, sim_res):
-            print(f"| {lo:g}–{hi:g} | {r[0]:.0f} / {s[0]:.0f} | {r[1]:.3f} / {s[1]:.3f} | {s[1] / r[1]:.2f} "
-                  f"| {r[2]:.2f} / {s[2]:.2f} | {r[3]:.2f} / {s[3]:.2f} | {r[4]:.2f} / {s[4]:.2f} |")
+            print(
+                f"| {lo:g}–{hi:g} | {r[0]:.0f} / {s[0]:.0f} | {r[1]:.3f} / {s[1]:.3f} | {s[1] / r[1]:.2f} "
+                f"| {r[2]:.2f} / {s[2]:.2f} | {r[3]:.2f} / {s[3]:.2f} | {r[4]:.2f} / {s[4]:.2f} |"
+            )
 
 
 if __name__ == "__main__":

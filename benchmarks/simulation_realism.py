@@ -32,11 +32,18 @@ from ctapipe_gammalearn.simulation.atmosphere import ExponentialAtmosphere
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _realism_analysis import (  # noqa: E402
-    PROD5_FEATURES, cross_validated_auc, mono_performance, quantiles,
+    PROD5_FEATURES,
+    cross_validated_auc,
+    mono_performance,
+    quantiles,
 )
 from _realism_images import plot_gallery  # noqa: E402
 from _realism_reference import (  # noqa: E402
-    LST1_AUC, SHARED_DATA, lst1_performance, prod5_lst_images, simtel_lst_images,
+    LST1_AUC,
+    SHARED_DATA,
+    lst1_performance,
+    prod5_lst_images,
+    simtel_lst_images,
 )
 from _realism_simulate import simulated_images  # noqa: E402
 
@@ -285,15 +292,19 @@ def part_b(args):
     measured = np.isfinite(ratio_ang)
     print(f"\nWithin 30% of LST-1 (bins with >= 100 gammas: {measured.sum()} of {len(ref)}): angular resolution in "
           f"{np.sum(np.abs(ratio_ang[measured] - 1) <= 0.3)}, energy resolution in "
-          f"{np.sum(np.abs(ratio_e[measured] - 1) <= 0.3)}; head/tail right for {right_sign:.1%} of the selected gammas")
+          f"{np.sum(np.abs(ratio_e[measured] - 1) <= 0.3)}; "
+          f"head/tail right for {right_sign:.1%} of the selected gammas")
     print("\n| intensity (p.e.) | gammas / protons | AUC sim | AUC LST-1 | difference |")
     print("|---|---|---|---|---|")
     for key, (auc, n_g, n_p) in aucs.items():
         print(f"| {key[0]}–{key[1]} | {n_g} / {n_p} | {auc:.3f} | {LST1_AUC[key]:.2f} | {auc - LST1_AUC[key]:+.3f} |")
     _plot_performance(ref, ang, eres)
     return dict(
-        energy_bins=bins.tolist(), angular_resolution=list(map(float, ang)), energy_resolution=list(map(float, eres)),
-        auc={f"{k[0]}-{k[1]}": v[0] for k, v in aucs.items()}, right_sign_fraction=right_sign,
+        energy_bins=bins.tolist(),
+        angular_resolution=list(map(float, ang)),
+        energy_resolution=list(map(float, eres)),
+        auc={f"{k[0]}-{k[1]}": v[0] for k, v in aucs.items()},
+        right_sign_fraction=right_sign,
     )
 
 
@@ -343,26 +354,36 @@ def main():
     parser.add_argument("--n-gamma", type=int, default=4000)
     parser.add_argument("--n-proton", type=int, default=1500)
     parser.add_argument(
-        "--n-train-gamma", type=int, default=16000,
+        "--n-train-gamma",
+        type=int,
+        default=16000,
         help="diffuse gammas the part-B models train on (0: --n-gamma)",
     )
     parser.add_argument(
-        "--train-nodes", default=f"{LST1_TEST_NODE[0]}/{LST1_TEST_NODE[1]}",
+        "--train-nodes",
+        default=f"{LST1_TEST_NODE[0]}/{LST1_TEST_NODE[1]}",
         help="part B: pointings 'zenith/azimuth,...' (deg) of the training samples, shared equally; the paper's"
         " models trained on nodes along the Crab's declination, e.g. 6.0/180,16.087/108.09,16.087/251.91",
     )
     parser.add_argument(
-        "--seed-offset", type=int, default=0,
-        help="added to every sample's seed: another draw of all samples, to see the figures' spread (use its own --cache)",
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="added to every sample's seed: another draw of all samples, to see the figures' spread "
+        "(use its own --cache)",
     )
     parser.add_argument("--resimulate", action="store_true", help="ignore cached simulated files")
     parser.add_argument("--part", choices=["a", "b", "both"], default="both")
     parser.add_argument(
-        "--max-leakage", type=float, default=None,
+        "--max-leakage",
+        type=float,
+        default=None,
         help="part B: also drop images with leakage_intensity_width_2 above this (all samples)",
     )
     parser.add_argument(
-        "--sim-option", action="append", default=[],
+        "--sim-option",
+        action="append",
+        default=[],
         help="extra option for every simulation, e.g. --sim-option=--DetectorResponse.psf_sigma=0.06",
     )
     args = parser.parse_args()

@@ -331,7 +331,9 @@ class Lattice:
             neighbours=np.asarray(data["neighbours"], dtype=np.int64),
             regular=bool(data["regular"]),
             level=int(data.get("level", 0)),
-            fov_positions=None if data.get("fov_positions") is None else np.asarray(data["fov_positions"], dtype=np.float64),
+            fov_positions=None
+            if data.get("fov_positions") is None
+            else np.asarray(data["fov_positions"], dtype=np.float64),
         )
 
     def __repr__(self):

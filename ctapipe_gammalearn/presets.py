@@ -11,7 +11,12 @@ PRESETS = {
     ),
     # GammaLearn-sized: 16/32/64 channels, three stages of three blocks
     "paper": dict(
-        channels=(16, 32, 64), blocks=(3, 3, 3), pool_steps=2, head_hidden=64, attention_reduction=4, cleaning=(8.0, 4.0)
+        channels=(16, 32, 64),
+        blocks=(3, 3, 3),
+        pool_steps=2,
+        head_hidden=64,
+        attention_reduction=4,
+        cleaning=(8.0, 4.0),
     ),
 }
 

@@ -23,7 +23,11 @@ KEYS = ["obs_id", "event_id", "tel_id"]
 @pytest.fixture(scope="module")
 def dl1_file(shared_data):
     """2 array events on 8 telescopes, LSTs and NectarCams: few HDF5 tables, fast."""
-    return shared_data / "dl1" / "gamma__01a5ccb0_gamma_diffuse_run000010_za20deg_azm000deg_North_alpha_6.0.0_test_file.dl1.h5"
+    return (
+        shared_data
+        / "dl1"
+        / "gamma__01a5ccb0_gamma_diffuse_run000010_za20deg_azm000deg_North_alpha_6.0.0_test_file.dl1.h5"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +128,7 @@ def test_batched_tool_agrees_with_event_loop(batched, per_event):
         f"{GEOMETRY_PREFIX}_az",
         f"{GEOMETRY_PREFIX}_is_valid",
     ]:
-        _compare(
-            Table({column: stereo[f"{column}_a"]}), Table({column: stereo[f"{column}_b"]}), column
-        )
+        _compare(Table({column: stereo[f"{column}_a"]}), Table({column: stereo[f"{column}_b"]}), column)
 
 
 def test_input_content_is_kept(dl1_file, models, workdir):

@@ -8,9 +8,8 @@ import pytest
 import tables
 import torch
 from astropy.table import Table
+from test_data_sim import simulated_dl1
 
-from ctapipe_gammalearn.training.augment import Augmentation
-from ctapipe_gammalearn.training.stream import BatchStream
 from ctapipe_gammalearn.data import (
     DL1InputError,
     InputFile,
@@ -21,7 +20,8 @@ from ctapipe_gammalearn.data import (
     compute_labels,
     split_groups,
 )
-from test_data_sim import simulated_dl1
+from ctapipe_gammalearn.training.augment import Augmentation
+from ctapipe_gammalearn.training.stream import BatchStream
 
 LST = "LST_LST_LSTCam"
 # files with the same LSTCam layout (prod5-like); gamma__gamma_test has another pixel layout
@@ -38,7 +38,9 @@ def real_inputs(shared_data):
 @pytest.fixture(scope="module")
 def real_cache(shared_data, tmp_path_factory):
     query = TrainingQualityQuery(quality_criteria=ANY_LIGHT)
-    return build_cache(real_inputs(shared_data), tmp_path_factory.mktemp("cache"), LST, query, chunk_size=3, progress=False)
+    return build_cache(
+        real_inputs(shared_data), tmp_path_factory.mktemp("cache"), LST, query, chunk_size=3, progress=False
+    )
 
 
 def test_labels_geometry():
@@ -80,20 +82,27 @@ def test_real_cache_matches_dl1(real_cache, shared_data):
     rows = np.flatnonzero(real_cache["file_index"] == 1)
     assert len(rows) == len(table) > 0
     np.testing.assert_array_equal(real_cache["event_id"][rows], table["event_id"])
-    np.testing.assert_allclose(
-        real_cache["image"][rows].astype(np.float32), table["image"], rtol=2e-3, atol=2e-3
-    )
+    np.testing.assert_allclose(real_cache["image"][rows].astype(np.float32), table["image"], rtol=2e-3, atol=2e-3)
     assert real_cache.meta["n_cut"] > 0 or real_cache.meta["n_read"] == len(real_cache)
 
 
 def test_cache_reused_and_rebuilt(real_cache, shared_data):
     """Same inputs and cuts reuse the cache folder; other cuts make a new one."""
-    again = build_cache(real_inputs(shared_data), real_cache.path.parent, LST,
-                        TrainingQualityQuery(quality_criteria=ANY_LIGHT), progress=False)
+    again = build_cache(
+        real_inputs(shared_data),
+        real_cache.path.parent,
+        LST,
+        TrainingQualityQuery(quality_criteria=ANY_LIGHT),
+        progress=False,
+    )
     assert again.path == real_cache.path
-    stricter = build_cache(real_inputs(shared_data), real_cache.path.parent, LST,
-                           TrainingQualityQuery(quality_criteria=[("bright", "hillas_intensity > 200")]),
-                           progress=False)
+    stricter = build_cache(
+        real_inputs(shared_data),
+        real_cache.path.parent,
+        LST,
+        TrainingQualityQuery(quality_criteria=[("bright", "hillas_intensity > 200")]),
+        progress=False,
+    )
     assert stricter.path != real_cache.path
     assert 0 < len(stricter) < len(real_cache)
     assert not list(real_cache.path.parent.glob(".*tmp*"))

@@ -228,7 +228,8 @@ def test_benchmark_all_side_by_side(rng):
     # empty bins are left out of the printed table, the overall row is added
     block = text.split("[mono] energy resolution")[1].split("\n\n")[0]
     assert block.count("\n") == 2 + int(np.sum(tables["mono"]["energy"]["GammaPhysNetEnergy"]["n_events"] > 0)) + 1
-    assert block.splitlines()[-1].split()[:2] == ["all", str(mono["GammaPhysNetEnergy"]["energy"]["overall"]["n_events"])]
+    n_events = mono["GammaPhysNetEnergy"]["energy"]["overall"]["n_events"]
+    assert block.splitlines()[-1].split()[:2] == ["all", str(n_events)]
     # JSON has no NaN (null instead) and keeps the empty last bin
     encoded = to_json(metrics)
     assert "NaN" not in encoded

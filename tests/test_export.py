@@ -9,6 +9,8 @@ import torch
 from tiny_models import TinyNet, lattice_of
 
 from ctapipe_gammalearn import __version__
+from ctapipe_gammalearn.lattice import geometry_fingerprint
+from ctapipe_gammalearn.modelcard import CARD_KEY, INPUT_NAMES, OUTPUT_NAMES, ModelCard
 from ctapipe_gammalearn.nn.export import (
     ONNX_IR_VERSION,
     ExportError,
@@ -17,8 +19,6 @@ from ctapipe_gammalearn.nn.export import (
     export_model,
     output_paths,
 )
-from ctapipe_gammalearn.lattice import geometry_fingerprint
-from ctapipe_gammalearn.modelcard import CARD_KEY, INPUT_NAMES, OUTPUT_NAMES, ModelCard
 
 
 @pytest.fixture(scope="module")

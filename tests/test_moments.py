@@ -6,7 +6,6 @@ import pytest
 import torch
 from ctapipe.coordinates import TelescopeFrame
 from ctapipe.image import hillas_parameters, tailcuts_clean
-
 from test_lattice import hex_geometry
 
 from ctapipe_gammalearn.lattice import Lattice
@@ -30,7 +29,9 @@ def lattice(lst_geometry):
 def run(layer, charge, rel_time=None):
     """The layer on numpy inputs (features of zeros: only the gate bias counts), numpy outputs."""
     charge = torch.as_tensor(np.atleast_2d(charge), dtype=torch.float32)
-    rel_time = torch.zeros_like(charge) if rel_time is None else torch.as_tensor(np.atleast_2d(rel_time), dtype=torch.float32)
+    rel_time = (
+        torch.zeros_like(charge) if rel_time is None else torch.as_tensor(np.atleast_2d(rel_time), dtype=torch.float32)
+    )
     features = torch.zeros(charge.shape[0], layer.gate.in_features, charge.shape[1])
     return tuple(out[0].numpy() for out in layer(features, charge, rel_time))
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from test_lattice import hex_geometry
 
 from ctapipe_gammalearn.lattice import Lattice

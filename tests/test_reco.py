@@ -135,7 +135,8 @@ def dl1_without_images(lst_dl1, models_dir):
 def _bad_case(name, lst_simtel, lst_dl1, lst_model, other_camera_model, no_images, tmp_path):
     simtel = [f"--input={lst_simtel}", "--SimTelEventSource.focal_length_choice=EQUIVALENT"]
     if name == "other camera":
-        return simtel + [f"--GammaPhysNetReconstructor.model_paths={other_camera_model}"], "fits no telescope", other_camera_model
+        argv = simtel + [f"--GammaPhysNetReconstructor.model_paths={other_camera_model}"]
+        return argv, "fits no telescope", other_camera_model
     if name in ("truncated", "corrupt"):
         bad = tmp_path / f"{name}.onnx"
         data = lst_model.read_bytes()
@@ -159,9 +160,7 @@ def _bad_case(name, lst_simtel, lst_dl1, lst_model, other_camera_model, no_image
     raise ValueError(name)
 
 
-@pytest.mark.parametrize(
-    "name", ["other camera", "truncated", "corrupt", "missing", "no images", "unknown key"]
-)
+@pytest.mark.parametrize("name", ["other camera", "truncated", "corrupt", "missing", "no images", "unknown key"])
 def test_bad_input_gives_clear_error_and_no_output(
     name, lst_simtel, lst_dl1, lst_model, other_camera_model, dl1_without_images, tmp_path, capfd
 ):
@@ -214,9 +213,9 @@ def test_telescopes_without_model_are_invalid_not_fatal(shared_data, models_dir)
         subarray = source.subarray
         lst = next(t for t in subarray.telescope_types if str(t).startswith("LST"))
         geometry = lst.camera.geometry
-        model = export_model(
-            TinyNet(geometry.n_pixels), lattice_of(geometry), str(lst), models_dir / "gamma_test_lst"
-        )["onnx"]
+        model = export_model(TinyNet(geometry.n_pixels), lattice_of(geometry), str(lst), models_dir / "gamma_test_lst")[
+            "onnx"
+        ]
         reco = GammaPhysNetReconstructor(subarray, model_paths=[str(model)])
         n_without = n_with = 0
         for event in source:
@@ -317,9 +316,7 @@ def test_dl2_columns_physics():
     energy = cols[P.ENERGY]
     np.testing.assert_allclose(energy["energy"][0].to_value(u.TeV), 10 ** out["log10_energy"][0], rtol=1e-6)
     sigma = np.exp(0.5 * out["log10_energy_logvar"][0])
-    np.testing.assert_allclose(
-        energy["energy_uncert"][0] / energy["energy"][0], np.log(10) * sigma, rtol=1e-6
-    )
+    np.testing.assert_allclose(energy["energy_uncert"][0] / energy["energy"][0], np.log(10) * sigma, rtol=1e-6)
     np.testing.assert_array_equal(energy["is_valid"], [True, False, True, True, True, False])
 
     logits = out["class_logits"].astype("f8")

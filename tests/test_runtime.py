@@ -8,8 +8,8 @@ import onnx
 import pytest
 from tiny_models import TinyNet, lattice_of
 
-from ctapipe_gammalearn.nn.export import example_inputs, export_model
 from ctapipe_gammalearn.modelcard import CARD_KEY, OUTPUT_NAMES
+from ctapipe_gammalearn.nn.export import example_inputs, export_model
 from ctapipe_gammalearn.runtime import ModelFileError, choose_providers, load_model
 
 

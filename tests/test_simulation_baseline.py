@@ -47,7 +47,14 @@ def simulated(tmp_path_factory):
         ("proton", 2, ["--viewcone-max=3", "--core-max=400", "--energy-min=0.2"]),
     ):
         path = base / f"{particle}.dl1.h5"
-        argv = [f"--particle={particle}", "--n-events=50", f"--seed={seed}", f"--output={path}", "--no-progress", *extra]
+        argv = [
+            f"--particle={particle}",
+            "--n-events=50",
+            f"--seed={seed}",
+            f"--output={path}",
+            "--no-progress",
+            *extra,
+        ]
         assert run_tool(SimulateTool(), argv=argv, cwd=base) == 0
         files[particle] = path
     config = base / "baseline.yaml"

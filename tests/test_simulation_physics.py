@@ -11,10 +11,15 @@ from ctapipe_gammalearn.simulation.atmosphere import ExponentialAtmosphere
 from ctapipe_gammalearn.simulation.cascade import axis_direction, perpendicular_basis
 from ctapipe_gammalearn.simulation.cherenkov import ground_to_fov
 from ctapipe_gammalearn.simulation.detector import CameraImage
-from ctapipe_gammalearn.simulation.emission import EmissionPoints
 from ctapipe_gammalearn.simulation.em_cascade import (
-    CURVATURE_PER_TESLA_TEV, LA_PALMA_FIELD, ElectromagneticModel, _deflect, em_cascade, free_paths,
+    CURVATURE_PER_TESLA_TEV,
+    LA_PALMA_FIELD,
+    ElectromagneticModel,
+    _deflect,
+    em_cascade,
+    free_paths,
 )
+from ctapipe_gammalearn.simulation.emission import EmissionPoints
 from ctapipe_gammalearn.simulation.longitudinal import CRITICAL_ENERGY, sample_greisen_depth
 from ctapipe_gammalearn.simulation.muons import muon_ring_photons
 from ctapipe_gammalearn.simulation.optics import coma_coefficient
@@ -94,7 +99,9 @@ def test_profile_shift_moves_the_shower_maximum_up():
     model, shifted = AirShowerModel(), AirShowerModel(profile_shift=2.0)
     alt, az = np.deg2rad(80.0), 0.0
     x_max = [
-        np.median([m.shower(np.random.default_rng(i), "gamma", 1.0, alt, az, 0.0, 0.0, 2200.0).x_max for i in range(20)])
+        np.median(
+            [m.shower(np.random.default_rng(i), "gamma", 1.0, alt, az, 0.0, 0.0, 2200.0).x_max for i in range(20)]
+        )
         for m in (model, shifted)
     ]
     assert x_max[0] - x_max[1] == pytest.approx(2.0 * 36.7, abs=25.0)
@@ -146,7 +153,9 @@ def test_image_geometry_follows_impact(source, pixels):
     results = {}
     for impact in (60.0, 150.0, 250.0):
         images = _on_axis_images(source, "gamma", 1.0, impact, 10, seed=13)
-        values = np.array([_centroid_and_slope(im, pixels) for im in images if im is not None and im.true_image.sum() > 50])
+        values = np.array(
+            [_centroid_and_slope(im, pixels) for im in images if im is not None and im.true_image.sum() > 50]
+        )
         results[impact] = np.median(values, axis=0)
     distance = [results[i][0] for i in (60.0, 150.0, 250.0)]
     slope = [results[i][1] for i in (60.0, 150.0, 250.0)]
@@ -165,8 +174,10 @@ def _miss(events):
         if not np.isfinite(h.intensity) or h.intensity < 100:
             continue
         lon, lat = horizontal_to_telescope(
-            event.simulation.shower.alt, event.simulation.shower.az,
-            event.monitoring.pointing.array_altitude, event.monitoring.pointing.array_azimuth,
+            event.simulation.shower.alt,
+            event.simulation.shower.az,
+            event.monitoring.pointing.array_altitude,
+            event.monitoring.pointing.array_azimuth,
         )
         dx = lon.to_value(u.deg) - h.fov_lon.to_value(u.deg)
         dy = lat.to_value(u.deg) - h.fov_lat.to_value(u.deg)
@@ -182,7 +193,12 @@ def test_gammas_point_to_the_source_protons_do_not():
     misses = {}
     for particle, e_min in (("gamma", 0.1), ("proton", 0.3)):
         src = AirShowerSimEventSource(
-            particle=particle, n_events=40, seed=21, viewcone_max=1.5, energy_min=e_min, energy_max=10.0,
+            particle=particle,
+            n_events=40,
+            seed=21,
+            viewcone_max=1.5,
+            energy_min=e_min,
+            energy_max=10.0,
             core_max=250.0,
         )
         process = ImageProcessor(subarray=src.subarray)
@@ -218,8 +234,12 @@ def test_muons_come_from_the_shower_direction(source):
     def centres(offset_deg, core_distance, n=200):
         alt = alt_p + np.deg2rad(offset_deg)
         light = ShowerLight(
-            points=None, axis=axis_direction(alt, az_p), core=np.array([0.0, core_distance, 0.0]),
-            x_max=np.nan, h_first_int=np.nan, obs_level=source.observation_level,
+            points=None,
+            axis=axis_direction(alt, az_p),
+            core=np.array([0.0, core_distance, 0.0]),
+            x_max=np.nan,
+            h_first_int=np.nan,
+            obs_level=source.observation_level,
         )
         return np.array([model.muon_direction(rng, light, np.zeros(3), (alt_p, az_p)) for _ in range(n)])
 
@@ -301,7 +321,9 @@ def test_em_cascade_splits_energy_into_sub_showers():
         # sub-showers start where they were made: Greisen's profile holds the conversion path
         assert np.all(subs.start_depth == 0.0)
     # a smooth single shower when splitting is switched off
-    subs, _ = em_cascade(1.0, np.zeros(2), axis, rng, atmosphere, 2200.0, "gamma", ElectromagneticModel(leaf_fraction=1.0))
+    subs, _ = em_cascade(
+        1.0, np.zeros(2), axis, rng, atmosphere, 2200.0, "gamma", ElectromagneticModel(leaf_fraction=1.0)
+    )
     assert len(subs) == 1
 
 
@@ -365,7 +387,9 @@ def test_dish_blurs_light_from_outside_its_focus():
     radius = 11.5
     spread = {}
     for focus in (10000.0, 0.0):
-        lon, lat, _ = model.photoelectrons(np.random.default_rng(6), light, np.ones(1), 20000, np.zeros(3), pointing, radius, focus)
+        lon, lat, _ = model.photoelectrons(
+            np.random.default_rng(6), light, np.ones(1), 20000, np.zeros(3), pointing, radius, focus
+        )
         spread[focus] = np.hypot(np.std(lon), np.std(lat)) / np.sqrt(2)
     assert spread[10000.0] < 1e-4
     assert spread[0.0] == pytest.approx(np.rad2deg(radius / 20000.0), rel=0.05)

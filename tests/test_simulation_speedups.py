@@ -16,7 +16,9 @@ def test_one_proton_batch_draws_like_hadronic_cascade():
     atmosphere = ExponentialAtmosphere()
     direction = axis_direction(1.2, 0.3)
     for energy in (0.05, 1.0, 30.0):
-        one = hadronic_cascade(energy, np.array([10.0, -20.0]), direction, np.random.default_rng(1), atmosphere, OBS_LEVEL)
+        one = hadronic_cascade(
+            energy, np.array([10.0, -20.0]), direction, np.random.default_rng(1), atmosphere, OBS_LEVEL
+        )
         (batch,) = hadronic_cascades(
             [energy], np.array([[10.0, -20.0]]), direction[None, :], np.random.default_rng(1), atmosphere, OBS_LEVEL
         )
@@ -84,8 +86,6 @@ def test_proton_screens_leave_gammas_alone():
 
 
 def test_proton_screens_keep_seeded_runs_reproducible():
-    runs = [
-        [e.dl1.tel[1].image for e in AirShowerSimEventSource(n_events=3, seed=9, **PROTONS)] for _ in range(2)
-    ]
+    runs = [[e.dl1.tel[1].image for e in AirShowerSimEventSource(n_events=3, seed=9, **PROTONS)] for _ in range(2)]
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)

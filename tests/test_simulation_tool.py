@@ -100,7 +100,9 @@ def test_same_seed_gives_identical_data_with_any_number_of_workers(tmp_path, mon
     assert not np.array_equal(np.asarray(a["true_energy"]), np.asarray(c["true_energy"]))
     n_thrown = [read_table(paths[k], "/configuration/simulation/run")["n_showers"][0] for k in ("serial", "parallel")]
     assert n_thrown[0] == n_thrown[1] > 8  # three batches or more
-    hists = [read_table(paths[k], "/simulation/service/shower_distribution")["histogram"][0] for k in ("serial", "parallel")]
+    hists = [
+        read_table(paths[k], "/simulation/service/shower_distribution")["histogram"][0] for k in ("serial", "parallel")
+    ]
     np.testing.assert_array_equal(*hists)
     assert hists[0].sum() == n_thrown[0]
 
@@ -153,8 +155,13 @@ def test_terminated_parallel_run_leaves_nothing(tmp_path):
 
     path = tmp_path / "terminated.dl1.h5"
     cmd = [
-        sys.executable, "-m", "ctapipe_gammalearn.tools.simulate", *GAMMA_ARGS, "--workers=2",
-        "--n-events=100000", f"--output={path}",
+        sys.executable,
+        "-m",
+        "ctapipe_gammalearn.tools.simulate",
+        *GAMMA_ARGS,
+        "--workers=2",
+        "--n-events=100000",
+        f"--output={path}",
     ]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120

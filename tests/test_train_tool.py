@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 from ctapipe.core import run_tool
+from test_data_sim import simulated_dl1
 
 from ctapipe_gammalearn.tools.train import TrainGammaPhysNet
-from test_data_sim import simulated_dl1
 
 LST = "LST_LST_LSTCam"
 GAMMAS = ["gamma__history_meta_75.dl1.h5", "gamma__test_lasercal_v3.dl1.h5"]

@@ -89,7 +89,12 @@ def test_disp_loss_learns_magnitude_and_sign_separately():
     true_disp = torch.tensor([0.7, -0.4, 1.2, 0.3])
     centroid = torch.randn(4, 2)
     batch["fov_offset"] = centroid + true_disp.unsqueeze(1) * axis
-    right = {"centroid": centroid, "axis": axis, "disp_magnitude": true_disp.abs(), "disp_sign_logit": 30 * true_disp.sign()}
+    right = {
+        "centroid": centroid,
+        "axis": axis,
+        "disp_magnitude": true_disp.abs(),
+        "disp_sign_logit": 30 * true_disp.sign(),
+    }
     assert torch.all(disp_loss(right, batch["fov_offset"]) < 1e-6)
     wrong_sign = dict(right, disp_sign_logit=-right["disp_sign_logit"])
     per_event = disp_loss(wrong_sign, batch["fov_offset"])
@@ -225,8 +230,14 @@ def test_checkpoint_atomic_and_rng(tmp_path):
         save_checkpoint({"model_state": {}}, path)
     assert not path.exists() and list(tmp_path.iterdir()) == []
     torch.manual_seed(3)
-    state = {"model_state": {"w": torch.ones(2)}, "model_config": {}, "lattice": {"coords": np.zeros(3)},
-             "telescope_type": "LST_LST_LSTCam", "training": {}, "rng_state": rng_state()}
+    state = {
+        "model_state": {"w": torch.ones(2)},
+        "model_config": {},
+        "lattice": {"coords": np.zeros(3)},
+        "telescope_type": "LST_LST_LSTCam",
+        "training": {},
+        "rng_state": rng_state(),
+    }
     save_checkpoint(state, path)
     expected = torch.rand(3)
     torch.rand(10)
@@ -243,9 +254,14 @@ def test_checkpoint_is_plain_and_restores_every_rng(lst1_subarray, tmp_path):
 
     lattice = Lattice.from_geometry(lst1_subarray.tel[1].camera.geometry)
     path = tmp_path / CHECKPOINT_LAST
-    state = {Keys.MODEL_STATE: {}, Keys.MODEL_CONFIG: {"channels": (4, 8)}, Keys.LATTICE: lattice.to_dict(),
-             Keys.TELESCOPE_TYPE: "LST_LST_LSTCam", Keys.TRAINING: {"loss": np.float64(0.5)},
-             Keys.RNG_STATE: rng_state()}
+    state = {
+        Keys.MODEL_STATE: {},
+        Keys.MODEL_CONFIG: {"channels": (4, 8)},
+        Keys.LATTICE: lattice.to_dict(),
+        Keys.TELESCOPE_TYPE: "LST_LST_LSTCam",
+        Keys.TRAINING: {"loss": np.float64(0.5)},
+        Keys.RNG_STATE: rng_state(),
+    }
     save_checkpoint(state, path)
     expected = random.random(), np.random.random(), np.random.normal()
     torch.load(path, weights_only=True)  # no pickled python or numpy objects
@@ -262,8 +278,13 @@ def test_checkpoint_is_plain_and_restores_every_rng(lst1_subarray, tmp_path):
 
 def test_checkpoint_refuses_what_it_cannot_store_safely(tmp_path):
     path = tmp_path / CHECKPOINT_BEST
-    state = {Keys.MODEL_STATE: {}, Keys.MODEL_CONFIG: {}, Keys.LATTICE: {}, Keys.TELESCOPE_TYPE: "LST",
-             Keys.TRAINING: {"when": object()}}
+    state = {
+        Keys.MODEL_STATE: {},
+        Keys.MODEL_CONFIG: {},
+        Keys.LATTICE: {},
+        Keys.TELESCOPE_TYPE: "LST",
+        Keys.TRAINING: {"when": object()},
+    }
     with pytest.raises(TypeError, match=r"checkpoint\['training'\]\['when'\]: object cannot be stored"):
         save_checkpoint(state, path)
     assert list(tmp_path.iterdir()) == []
@@ -297,19 +318,27 @@ def tiny_setup(lst1_subarray):
 
 
 def make_trainer(tiny_setup, tmp_path, balancing="fixed", lr=1e-3, **kwargs):
-    from ctapipe_gammalearn.training.stream import BatchStream
     from ctapipe_gammalearn.training.loop import Trainer
     from ctapipe_gammalearn.training.setup import make_optimizer
+    from ctapipe_gammalearn.training.stream import BatchStream
 
     cache, build = tiny_setup
     model = build()
     balancer = make_balancer(balancing, TASKS)
     train = BatchStream(cache, np.arange(16), batch_size=8, seed=1)
     val = BatchStream(cache, np.arange(16, 24), batch_size=8, shuffle=False)
-    return Trainer(model, MultitaskLoss("l1"), balancer, make_optimizer(model, balancer, lr, 0.0), train, val,
-                   checkpoint_info={"model_config": model.config, "lattice": {}, "telescope_type": "LST",
-                                    "training": {}},
-                   checkpoint_dir=tmp_path, progress=False, **kwargs)
+    return Trainer(
+        model,
+        MultitaskLoss("l1"),
+        balancer,
+        make_optimizer(model, balancer, lr, 0.0),
+        train,
+        val,
+        checkpoint_info={"model_config": model.config, "lattice": {}, "telescope_type": "LST", "training": {}},
+        checkpoint_dir=tmp_path,
+        progress=False,
+        **kwargs,
+    )
 
 
 def test_trainer_gradnorm_extra_terms_and_checkpoint(tiny_setup, tmp_path):

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-
 __all__ = ["ImageMoments", "NOMINAL_PIXEL_PITCH_DEG"]
 
 #: pixel pitch assumed for a camera whose geometry has no focal length (no

@@ -21,8 +21,8 @@ from torch import nn
 
 from ..modelcard import CLASS_NAMES
 from ..presets import PRESETS
-from .moments import ImageMoments
 from .layers import DualAttention, LatticeBatchNorm, LatticeConv, from_grid, lattice_pool, pixel_sum, to_grid
+from .moments import ImageMoments
 
 __all__ = ["GammaPhysNet", "PRESETS", "TARGET_SCALE", "TARGET_OFFSET", "ResidualBlock"]
 
@@ -116,8 +116,8 @@ class GammaPhysNet(nn.Module):
         ``channels`` (per stage), ``blocks`` (per stage), ``pool_steps``
         (lattice halvings between stages), ``head_hidden``,
         ``attention_reduction``, ``cleaning`` (picture and boundary
-        thresholds in p.e. of the image moments' tailcuts, see `ImageMoments`), ``impl`` ("auto", "grid", "gather"; the same
-        numbers either way).
+        thresholds in p.e. of the image moments' tailcuts, see `ImageMoments`),
+        ``impl`` ("auto", "grid", "gather"; the same numbers either way).
 
     ``model.config`` rebuilds the model: ``GammaPhysNet(lattice, **model.config)``.
     """
@@ -152,7 +152,9 @@ class GammaPhysNet(nn.Module):
         self.on_grid = self.stem.use_grid
         self.grid_shape = self.stem.grid_shape
         self.register_buffer("cell_pixel", self.stem.cell_pixel.clone(), persistent=False)
-        self.register_buffer("grid_index", torch.as_tensor(np.asarray(lattice.grid_index, dtype=np.int64)), persistent=False)
+        self.register_buffer(
+            "grid_index", torch.as_tensor(np.asarray(lattice.grid_index, dtype=np.int64)), persistent=False
+        )
 
         # each stage after the first starts with a lattice pooling
         stages = []

@@ -104,8 +104,15 @@ def entry_point(core, direction, atmosphere, obs_level, top_height=100e3):
 
 def hadronic_cascade(energy, core, direction, rng, atmosphere, obs_level, model=HadronicModel()):
     """Electromagnetic sub-showers of a proton-initiated cascade."""
-    return hadronic_cascades([energy], np.asarray(core, dtype=float)[None, :], np.asarray(direction, dtype=float)[None, :],
-                             rng, atmosphere, obs_level, model)[0]
+    return hadronic_cascades(
+        [energy],
+        np.asarray(core, dtype=float)[None, :],
+        np.asarray(direction, dtype=float)[None, :],
+        rng,
+        atmosphere,
+        obs_level,
+        model,
+    )[0]
 
 
 def hadronic_cascades(energy, core, direction, rng, atmosphere, obs_level, model=HadronicModel()):
@@ -149,7 +156,13 @@ def hadronic_cascades(energy, core, direction, rng, atmosphere, obs_level, model
         share_em = rng.uniform(0.0, 1.0, n)
         share_ch = rng.uniform(0.2, 0.8, n)
         out_energy = np.concatenate(
-            [em * share_em, em * (1 - share_em), (1 - inelasticity) * hadron_energy, charged * share_ch, charged * (1 - share_ch)]
+            [
+                em * share_em,
+                em * (1 - share_em),
+                (1 - inelasticity) * hadron_energy,
+                charged * share_ch,
+                charged * (1 - share_ch),
+            ]
         )
         out_dir = np.tile(direction, (5, 1))
         out_pos = np.tile(position, (5, 1))
@@ -181,7 +194,10 @@ def hadronic_cascades(energy, core, direction, rng, atmosphere, obs_level, model
     # sub-showers start where the pions decay
     return [
         SubShowers(
-            start=start_all[a:b], direction=dir_all[a:b], energy=energy_all[a:b], start_depth=np.zeros(b - a),
+            start=start_all[a:b],
+            direction=dir_all[a:b],
+            energy=energy_all[a:b],
+            start_depth=np.zeros(b - a),
         )
         for a, b in zip(bounds[:-1], bounds[1:])
     ]

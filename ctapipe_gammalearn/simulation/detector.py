@@ -4,9 +4,9 @@ from functools import lru_cache
 
 import astropy.units as u
 import numpy as np
-from scipy.stats import poisson
 from ctapipe.core import TelescopeComponent
 from ctapipe.core.traits import Bool, Float, FloatTelescopeParameter, IntTelescopeParameter
+from scipy.stats import poisson
 
 from .optics import coma_coefficient
 from .pixel_lookup import PixelLookup
@@ -143,7 +143,8 @@ class DetectorResponse(TelescopeComponent):
         nsb = self.nsb_pe.tel[tel_id]
         n_pe = true_image.astype(np.float64)
         signal = n_pe + self.excess_noise.tel[tel_id] * np.sqrt(n_pe) * rng.standard_normal(n_pix)
-        noise = poisson_counts(nsb, rng, n_pix) - nsb + self.electronic_noise_pe.tel[tel_id] * rng.standard_normal(n_pix)
+        electronic = self.electronic_noise_pe.tel[tel_id] * rng.standard_normal(n_pix)
+        noise = poisson_counts(nsb, rng, n_pix) - nsb + electronic
         image = (signal + noise).astype(np.float32)
 
         window = self.readout_window.tel[tel_id]

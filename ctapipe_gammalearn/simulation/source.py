@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import astropy.units as u
 import numpy as np
-from astropy.time import Time
 from astropy.table import Table
+from astropy.time import Time
 from ctapipe.atmosphere import TableAtmosphereDensityProfile
 from ctapipe.containers import (
     ArrayEventContainer,
@@ -34,9 +34,9 @@ from ctapipe.containers import (
 from ctapipe.core.traits import Bool, CaselessStrEnum, Float, Int, Path
 from ctapipe.io import DataLevel, EventSource
 
-from .detector import DetectorResponse
 from .cascade import axis_direction
 from .cherenkov import photons_at_telescope
+from .detector import DetectorResponse
 from .emission import sample_emission_points_batch, select_where
 from .muons import muon_ring_photons
 from .sampling import fov_to_altaz, sample_core, sample_direction_in_cone, sample_power_law
@@ -91,7 +91,11 @@ class AirShowerSimEventSource(EventSource):
         None, allow_none=True, help="Observation level, m a.s.l.; default: the subarray reference height"
     ).tag(config=True)
     subarray_file = Path(
-        None, allow_none=True, exists=True, directory_ok=False, help="ctapipe file to take the subarray from (default LST-1)"
+        None,
+        allow_none=True,
+        exists=True,
+        directory_ok=False,
+        help="ctapipe file to take the subarray from (default LST-1)",
     ).tag(config=True)
     min_telescopes = Int(1, help="Telescopes that must trigger for a subarray trigger").tag(config=True)
     obs_id = Int(None, allow_none=True, help="Observation id; default: seed + 1").tag(config=True)
@@ -101,7 +105,8 @@ class AirShowerSimEventSource(EventSource):
         40.0, help="Telescopes expecting fewer p.e. than this are not simulated further (cannot trigger)"
     ).tag(config=True)
     screen_points = Int(
-        64, min=0,
+        64,
+        min=0,
         help="Second screen of the proton showers that pass the quick one: this many emission points drawn from"
         " each one's cascade estimate its expected p.e. in each telescope; telescopes expecting less than"
         " screen_margin x min_expected_pe (and no muon) are not simulated further. 0: no second screen",
@@ -110,7 +115,8 @@ class AirShowerSimEventSource(EventSource):
         0.25, help="Share of min_expected_pe the second screen's estimate must reach (see screen_points)"
     ).tag(config=True)
     quick_fov_margin = Float(
-        3.0, allow_none=True,
+        3.0,
+        allow_none=True,
         help="The quick screen of proton showers counts the light of its points (on the primary axis) seen up to"
         " this far outside the camera, deg; None: wherever they are seen",
     ).tag(config=True)
@@ -296,8 +302,15 @@ class AirShowerSimEventSource(EventSource):
         model = self.shower_model
         n_points = np.full(len(cascades), self.screen_points)
         points, bounds = sample_emission_points_batch(
-            [c[0] for c in cascades], n_points, rng, model.atmosphere, self.observation_level, model.photons_per_tev,
-            model.lateral_scale, model.profile_shift, model.lateral_shape,
+            [c[0] for c in cascades],
+            n_points,
+            rng,
+            model.atmosphere,
+            self.observation_level,
+            model.photons_per_tev,
+            model.lateral_scale,
+            model.profile_shift,
+            model.lateral_shape,
         )
         counts = np.diff(bounds)
         owner = np.repeat(np.arange(len(cascades)), counts)
@@ -308,8 +321,12 @@ class AirShowerSimEventSource(EventSource):
             selected = np.repeat(candidates[:, j], counts)
             tel_points = select_where(points, selected)
             photons = photons_at_telescope(
-                tel_points, self._tel_positions[j], self._mirror_areas[j], model.atmosphere,
-                self.observation_level, model.angular,
+                tel_points,
+                self._tel_positions[j],
+                self._mirror_areas[j],
+                model.atmosphere,
+                self.observation_level,
+                model.angular,
             )
             seen = tel_points.position - self._tel_positions[j][None, :]
             cos_offset = (seen @ self._pointing_vector) / np.linalg.norm(seen, axis=1)
@@ -320,8 +337,12 @@ class AirShowerSimEventSource(EventSource):
     def _expected_pe_of(self, points, tel_id):
         i = self._tel_index[tel_id]
         photons = photons_at_telescope(
-            points, self._tel_positions[i], self._mirror_areas[i], self.shower_model.atmosphere,
-            self.observation_level, self.shower_model.angular,
+            points,
+            self._tel_positions[i],
+            self._mirror_areas[i],
+            self.shower_model.atmosphere,
+            self.observation_level,
+            self.shower_model.angular,
         )
         return photons * self.detector.photon_detection_efficiency.tel[tel_id]
 
@@ -344,8 +365,16 @@ class AirShowerSimEventSource(EventSource):
         if n_pe > 0:
             coma, image_scale = self._coma[i]
             lon, lat, time = model.photoelectrons(
-                rng, light, expected, n_pe, position, self._pointing, radius,
-                detector.focus_distance.tel[tel_id], coma, image_scale,
+                rng,
+                light,
+                expected,
+                n_pe,
+                position,
+                self._pointing,
+                radius,
+                detector.focus_distance.tel[tel_id],
+                coma,
+                image_scale,
             )
         if muon:
             impact = model.muon_impact_max * radius * np.sqrt(rng.random())
@@ -412,11 +441,23 @@ class AirShowerSimEventSource(EventSource):
             # a shower whose light reaches the mirror from outside the field of view cannot
             # trigger; the margin covers the spread of a hadronic cascade's sub-showers
             view = dict(pointing=self._pointing_vector, cos_view=self._cos_view(self.quick_fov_margin))
-        quick = quick_expected_photons(
-            self.shower_model, rng, self.particle, *batch, self._tel_positions, areas, self.observation_level, **view
-        ) * efficiency[None, :]
+        quick = (
+            quick_expected_photons(
+                self.shower_model,
+                rng,
+                self.particle,
+                *batch,
+                self._tel_positions,
+                areas,
+                self.observation_level,
+                **view,
+            )
+            * efficiency[None, :]
+        )
         if self.particle == "proton":
-            core_distance = np.hypot(batch[3][:, None] - positions[None, :, 0], batch[4][:, None] - positions[None, :, 1])
+            core_distance = np.hypot(
+                batch[3][:, None] - positions[None, :, 0], batch[4][:, None] - positions[None, :, 1]
+            )
             radii = np.sqrt(areas / np.pi)[None, :]
             p_muon = self.shower_model.muon_probability(batch[0][:, None], core_distance, radii)
             muons = rng.random((BATCH_SIZE, len(tel_ids))) < p_muon
@@ -446,7 +487,7 @@ class AirShowerSimEventSource(EventSource):
             images = {}
             for j in np.flatnonzero(candidates[i]):
                 tel_id = tel_ids[j]
-                per_point = expected[j][showers.bounds[k]:showers.bounds[k + 1]]
+                per_point = expected[j][showers.bounds[k] : showers.bounds[k + 1]]
                 image = self._telescope_image(rng, tel_id, light, muons[i, j], per_point)
                 if image is not None and self.detector.triggered(tel_id, image):
                     images[tel_id] = image
@@ -537,7 +578,5 @@ class AirShowerSimEventSource(EventSource):
                     prefix="true_impact",
                 ),
             )
-            event.dl1.tel[tel_id] = DL1CameraContainer(
-                image=image.image, peak_time=image.peak_time, is_valid=True
-            )
+            event.dl1.tel[tel_id] = DL1CameraContainer(image=image.image, peak_time=image.peak_time, is_valid=True)
         return event

@@ -100,9 +100,9 @@ class ExportTool(GammaLearnTool):
     def _random_exports(self):
         import torch
 
-        from ..nn.export import export_model
         from ..lattice import Lattice
         from ..nn import GammaPhysNet
+        from ..nn.export import export_model
 
         try:
             subarray = _read_subarray(self.input_url)

@@ -22,8 +22,8 @@ from ..data import (
 )
 from ..modelcard import CLASS_NAMES
 from ..presets import PRESET_NAMES
-from .launch import LAUNCH_HELP, launch, split_launch_args, wants_launch
 from .base import GammaLearnTool
+from .launch import LAUNCH_HELP, launch, split_launch_args, wants_launch
 
 __all__ = ["TrainGammaPhysNet", "main"]
 
@@ -65,9 +65,9 @@ class TrainGammaPhysNet(GammaLearnTool):
     output_dir = PathTrait(default_value=None, allow_none=True, help="directory for checkpoints, model and report").tag(
         config=True
     )
-    cache_dir = PathTrait(default_value=None, allow_none=True, help="DL1 cache directory (default: OUTPUT_DIR/cache)").tag(
-        config=True
-    )
+    cache_dir = PathTrait(
+        default_value=None, allow_none=True, help="DL1 cache directory (default: OUTPUT_DIR/cache)"
+    ).tag(config=True)
     telescope_type = Unicode(
         default_value=None, allow_none=True, help="str(TelescopeDescription) to train; default: the only one present"
     ).tag(config=True)
@@ -87,11 +87,13 @@ class TrainGammaPhysNet(GammaLearnTool):
     validation_fraction = Float(0.2, help="fraction of files (or observations) kept for validation").tag(config=True)
     split_by = CaselessStrEnum(["file", "obs"], default_value="file", help="validation split unit").tag(config=True)
     class_balance = CaselessStrEnum(
-        ["none", "weights", "undersample"], default_value="weights", help="inverse-frequency loss weights or undersampling"
+        ["none", "weights", "undersample"],
+        default_value="weights",
+        help="inverse-frequency loss weights or undersampling",
     ).tag(config=True)
-    regression_loss = CaselessStrEnum(["laplace_nll", "l1_laplace", "gaussian_nll", "l1"], default_value="l1_laplace", help="regression loss").tag(
-        config=True
-    )
+    regression_loss = CaselessStrEnum(
+        ["laplace_nll", "l1_laplace", "gaussian_nll", "l1"], default_value="l1_laplace", help="regression loss"
+    ).tag(config=True)
     conditional = Bool(True, help="regressions on gammas only").tag(config=True)
     task_balancing = CaselessStrEnum(
         ["fixed", "uncertainty", "gradnorm"], default_value="uncertainty", help="how task losses are combined"
@@ -101,7 +103,9 @@ class TrainGammaPhysNet(GammaLearnTool):
     )
     nsb_pe = Float(0.0, help="Poisson NSB injection: mean extra p.e. per pixel (0: off)").tag(config=True)
     time_jitter_ns = Float(0.0, help="peak-time Gaussian jitter in ns (0: off)").tag(config=True)
-    device = CaselessStrEnum(["auto", "cpu", "cuda"], default_value="auto", help="auto: CUDA when present").tag(config=True)
+    device = CaselessStrEnum(["auto", "cpu", "cuda"], default_value="auto", help="auto: CUDA when present").tag(
+        config=True
+    )
     amp = CaselessStrEnum(["auto", "off", "bf16", "fp16"], default_value="auto", help="mixed precision (GPU only)").tag(
         config=True
     )
@@ -235,13 +239,21 @@ class TrainGammaPhysNet(GammaLearnTool):
         from ..training.run import RunConfigurationError, TrainingData, TrainingOptions, TrainingRun
 
         data = TrainingData(
-            self.cache, self.train_indices, self.val_indices, self._geometry(), self.class_weights,
+            self.cache,
+            self.train_indices,
+            self.val_indices,
+            self._geometry(),
+            self.class_weights,
             inputs=tuple(item.path for item in self.inputs),
         )
         try:
             self.training_run = TrainingRun(
-                TrainingOptions.from_traits(self), data, self.output_dir, context=self.context,
-                config=self._recorded_config(), log=self.log,
+                TrainingOptions.from_traits(self),
+                data,
+                self.output_dir,
+                context=self.context,
+                config=self._recorded_config(),
+                log=self.log,
             )
             self.training_run.begin(resume=self.resume)
         except (RunConfigurationError, CheckpointError) as err:

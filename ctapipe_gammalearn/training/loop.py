@@ -141,7 +141,10 @@ class Trainer:
         total_sum, n_seen = 0.0, 0
         start = time.perf_counter()
         bar = tqdm(
-            total=len(self.train_stream), desc=f"epoch {epoch}", unit="batch", disable=not (self.progress and self.is_main),
+            total=len(self.train_stream),
+            desc=f"epoch {epoch}",
+            unit="batch",
+            disable=not (self.progress and self.is_main),
             leave=False,
         )
         for batch in self.train_stream:
@@ -294,7 +297,9 @@ class Trainer:
         if self.log:
             self.log.info(
                 "epoch %d: train loss %.4g, val loss %s, %.0f images/s",
-                result["epoch"], result["train_loss"], f"{result.get('val_loss', float('nan')):.4g}",
+                result["epoch"],
+                result["train_loss"],
+                f"{result.get('val_loss', float('nan')):.4g}",
                 result["images_per_s"],
             )
         if self.writer is not None:
