@@ -262,9 +262,20 @@ def test_no_sensitivity_without_protons(dl2_files, tmp_path, capsys):
     assert run_tool(BenchmarkTool(), argv=argv, cwd=tmp_path, raises=True) == 0
     metrics = json.loads((output / "metrics.json").read_text())
     assert "sensitivity" not in metrics and not (output / "sensitivity.png").exists()
-    assert capsys.readouterr().err.count("no sensitivity curve: no diffuse proton file") == 1
+    err = capsys.readouterr().err
+    assert err.count("no sensitivity curve: no diffuse proton file") == 1
+    # the source detection is skipped alike
+    assert "observation" not in metrics and err.count("no observation: no diffuse proton file") == 1
     # the per-type split does not depend on the sensitivity
     assert len(metrics["mono_by_type"]) > 1
+
+
+def test_no_observation_of_on_axis_gammas(report):
+    """These point-like gammas are simulated at the pointing: no off region, no observation
+    section (the wobble case is tests/test_observation_report.py)."""
+    output, metrics = report
+    assert "observation" not in metrics
+    assert not list(output.glob("theta2_*.png")) and not (output / "cuts.ecsv").exists()
 
 
 def test_refuses_to_overwrite(report, dl2_files):
