@@ -13,6 +13,7 @@ TOOLS = [
     ("ctapipe_gammalearn.tools.simulate", "SimulateTool"),
     ("ctapipe_gammalearn.tools.train", "TrainGammaPhysNet"),
     ("ctapipe_gammalearn.tools.export", "ExportTool"),
+    ("ctapipe_gammalearn.tools.config", "GammaLearnConfigTool"),
 ]
 
 

@@ -2,9 +2,11 @@
 
 from importlib.resources import files
 
-from ctapipe.core import Provenance, Tool
+from ctapipe.core import Provenance
 from ctapipe.core.tool import ToolConfigurationError
 from ctapipe.core.traits import Bool, Path, flag
+
+from .base import GammaLearnTool
 
 __all__ = ["GammaLearnConfigTool", "main", "example_config"]
 
@@ -16,7 +18,7 @@ def example_config():
     return files("ctapipe_gammalearn") / "resources" / CONFIG_NAME
 
 
-class GammaLearnConfigTool(Tool):
+class GammaLearnConfigTool(GammaLearnTool):
     """Write the example ``ctapipe-process`` configuration that switches on the
     GammaPhysNetReconstructor (image processing, Hillas and γ-PhysNet, DL1 parameters
     and DL2 output). Point its ``model_paths`` at your exported models."""
