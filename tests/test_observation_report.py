@@ -121,6 +121,17 @@ def test_pseudo_run_file(runs):
         assert not any(c.startswith("true_") for c in columns)
 
 
+def test_pseudo_tool_errors(simulated, runs, tmp_path, capsys):
+    gamma, proton = simulated
+    argv = [f"--gamma={proton}", f"--background={proton}", f"--output={tmp_path / 'x.h5'}"]
+    assert run_tool(PseudoObservationTool(), argv=argv, cwd=tmp_path, raises=False) != 0
+    assert f"{proton}: not gammas" in capsys.readouterr().err
+    # an existing output needs --overwrite
+    argv = [f"--gamma={gamma}", f"--background={proton}", f"--output={runs[0]}", "--observation-time=0.01"]
+    assert run_tool(PseudoObservationTool(), argv=argv, cwd=tmp_path, raises=False) != 0
+    assert str(runs[0]) in capsys.readouterr().err
+
+
 def test_observed_runs(runs, report, tmp_path):
     output = tmp_path / "crab"
     assert _benchmark(runs, output, *CRAB, f"--cuts-from={report[0] / CUTS_FILE}") == 0

@@ -1,10 +1,12 @@
 """``ctapipe-gammalearn-benchmark``: every DL2 reconstructor of the input files, side by side."""
 
 import astropy.units as u
+import tables
 from ctapipe.core import Provenance, ToolConfigurationError
 from ctapipe.core.traits import AstroQuantity, Bool, Dict, Float, Int, List, Unicode, flag
 from ctapipe.core.traits import Path as PathTrait
 
+from .. import __version__
 from ..compat import PARTICLE_TYPE_KEY
 from ..evaluation.events import (
     BenchmarkInputError,
@@ -285,7 +287,7 @@ class BenchmarkTool(GammaLearnTool):
         return rows, details
 
     def _observed_header(self):
-        return {"input_files": [str(p) for p in self.input_files], "source_ra_deg": self.source_ra,
+        return {"ctapipe_gammalearn_version": __version__, "input_files": [str(p) for p in self.input_files], "source_ra_deg": self.source_ra,
                 "source_dec_deg": self.source_dec, "cuts_from": None if self.cuts_from is None else str(self.cuts_from),
                 "off_regions": self.n_off, "on_radius_deg": self.on_radius, "gammaness_threshold": self.gammaness_threshold}
 
@@ -293,7 +295,7 @@ class BenchmarkTool(GammaLearnTool):
 def _readable_observed(path):
     try:
         return is_observed(path)
-    except Exception:  # unreadable: the simulated path reports it
+    except (OSError, ValueError, tables.HDF5ExtError):  # unreadable: the simulated path reports it
         return False
 
 
