@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import tables
-from astropy.table import QTable
 from ctapipe.core import run_tool
 from test_benchmark_tool import add_dl2
 

@@ -13,7 +13,7 @@ from ctapipe_gammalearn.evaluation.detection import (
     simulated_observation,
     source_altaz,
 )
-from ctapipe_gammalearn.evaluation.pseudo import DEFAULT_START, pseudo_observation
+from ctapipe_gammalearn.evaluation.pseudo import pseudo_observation
 
 LA_PALMA = EarthLocation(lon=-17.8920 * u.deg, lat=28.7615 * u.deg, height=2200 * u.m)
 CRAB = (83.633 * u.deg, 22.0145 * u.deg)

@@ -73,7 +73,8 @@ def place_events(events, pointing_alt, pointing_az, rotation, geometry):
 
 
 def pseudo_observation(gammas, backgrounds, observation_time, location, rng, *, geometry=(("reco_alt", "reco_az"),),
-                       source_ra=83.633 * u.deg, source_dec=22.0145 * u.deg, wobble_angle=0 * u.deg, start=DEFAULT_START):
+                       source_ra=83.633 * u.deg, source_dec=22.0145 * u.deg, wobble_angle=0 * u.deg,
+                       start=DEFAULT_START):
     """One pseudo-observed run: events of ``gammas`` (point-like, ``true_alt``/``true_az``)
     and of every table of ``backgrounds``, each with ``weight`` for ``observation_time``
     and ``pointing_alt``/``pointing_az``; ``geometry``: the (alt, az) column pairs moved.

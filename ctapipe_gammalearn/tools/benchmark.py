@@ -8,6 +8,7 @@ from ctapipe.core.traits import Path as PathTrait
 
 from .. import __version__
 from ..compat import PARTICLE_TYPE_KEY
+from ..evaluation.detection import DetectionInputError, off_rotation_angles
 from ..evaluation.events import (
     BenchmarkInputError,
     BenchmarkQualityQuery,
@@ -15,7 +16,6 @@ from ..evaluation.events import (
     quality_columns,
     select_events,
 )
-from ..evaluation.detection import DetectionInputError, off_rotation_angles
 from ..evaluation.metrics import energy_bins
 from ..evaluation.observation import (
     CUTS_FILE,
@@ -287,9 +287,16 @@ class BenchmarkTool(GammaLearnTool):
         return rows, details
 
     def _observed_header(self):
-        return {"ctapipe_gammalearn_version": __version__, "input_files": [str(p) for p in self.input_files], "source_ra_deg": self.source_ra,
-                "source_dec_deg": self.source_dec, "cuts_from": None if self.cuts_from is None else str(self.cuts_from),
-                "off_regions": self.n_off, "on_radius_deg": self.on_radius, "gammaness_threshold": self.gammaness_threshold}
+        return {
+            "ctapipe_gammalearn_version": __version__,
+            "input_files": [str(p) for p in self.input_files],
+            "source_ra_deg": self.source_ra,
+            "source_dec_deg": self.source_dec,
+            "cuts_from": None if self.cuts_from is None else str(self.cuts_from),
+            "off_regions": self.n_off,
+            "on_radius_deg": self.on_radius,
+            "gammaness_threshold": self.gammaness_threshold,
+        }
 
 
 def _readable_observed(path):
