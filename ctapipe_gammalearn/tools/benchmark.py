@@ -97,7 +97,7 @@ class BenchmarkTool(GammaLearnTool):
 
     observation_time = Float(1.0, help="hours of the simulated observation").tag(config=True)
     off_regions = Unicode("3", help="reflected off regions: 1 to 5, or 'max'").tag(config=True)
-    on_radius = Float(None, allow_none=True, help="fixed θ cut [deg]; default: 68%% containment").tag(config=True)
+    on_radius = Float(None, allow_none=True, help="fixed θ cut [deg]; default: 68% containment").tag(config=True)
     reco_energy_min = Float(None, allow_none=True, help="lowest reconstructed energy [TeV]").tag(config=True)
     reco_energy_max = Float(None, allow_none=True, help="highest reconstructed energy [TeV]").tag(config=True)
     source_ra = Float(None, allow_none=True, help="source RA [deg, ICRS] of observed runs").tag(config=True)
