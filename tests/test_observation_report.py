@@ -67,11 +67,42 @@ def test_simulated_observation(report, capsys):
     blurry = {r["cuts"]: r for r in rows if r["method"] == "Blurry"}
     if "efficiency" in blurry:  # the sharper predictions detect the source better
         assert sharp["efficiency"]["significance"] > blurry["efficiency"]["significance"]
-    # mono per telescope type (LST-1 only here) next to stereo
-    assert "Sharp mono LST_LST_LSTCam" in {row["method"] for row in rows}
+    # one telescope: its mono events are the stereo ones, no mono rows
+    assert not any(" mono " in row["method"] for row in rows)
     cuts = read_cuts(output / CUTS_FILE)
     assert set(cuts) == {row["method"] for row in rows}
     assert set(cuts["Sharp"]) == set(sharp)
+
+
+def test_mono_per_telescope_type(simulated):
+    """Mono methods per telescope type, one image per shower: a second copy of every
+    telescope event (another tel_id of the same type) changes nothing."""
+    from astropy.table import vstack
+
+    from ctapipe_gammalearn.evaluation.events import load_events, select_events
+    from ctapipe_gammalearn.evaluation.observation import simulated_observations
+    from ctapipe_gammalearn.evaluation.report import REFERENCE_PREFIXES, choose_references
+
+    tel, sub, found = load_events(list(simulated))
+    tel, sub = select_events(tel, sub)
+    twice = tel.copy()
+    twice["tel_id"] = 2
+    twice["hillas_intensity"] = twice["hillas_intensity"] / 2  # the dimmer image: not used
+    both = vstack([tel, twice])
+    references = choose_references(found, REFERENCE_PREFIXES)
+    rows, details = simulated_observations(list(simulated), sub, found, references, tel_events=both,
+                                           kinds=("threshold",))
+    mono = {r["method"]: r for r in rows if " mono " in r["method"]}
+    assert "Sharp mono LST_LST_LSTCam" in mono
+    # the telescope-level predictions of tel 1 alone, as a stereo method would use them
+    single = tel.copy()
+    for name in single.colnames:
+        if "_tel_" in name:
+            single[name.replace("_tel_", "_")] = single[name]
+    stereo_rows, _ = simulated_observations(list(simulated), single, found, references, kinds=("threshold",))
+    expected = {r["method"]: r for r in stereo_rows}["Sharp"]
+    assert mono["Sharp mono LST_LST_LSTCam"]["n_on"] == pytest.approx(expected["n_on"])
+    assert mono["Sharp mono LST_LST_LSTCam"]["significance"] == pytest.approx(expected["significance"])
 
 
 def test_observation_options(simulated, tmp_path):

@@ -195,8 +195,9 @@ def _electron_inputs(paths, sub_events):
 def simulated_observations(paths, sub_events, reconstructors, references, tel_events=None, **options):
     """``(rows, details)``: `simulated_observation` of every method and kind of cuts;
     ``details[method][kind] = {"cuts", "theta2"}``. Stereo methods are named as in
-    `method_triples`; with ``tel_events``, mono methods per telescope type follow
-    (``<stem> mono <type>``, one image per shower: the brightest of that type).
+    `method_triples`; with ``tel_events`` of more than one telescope, mono methods per
+    telescope type follow (``<stem> mono <type>``, one image per shower: the brightest of
+    that type).
     A method and kind the detection refuses (e.g. too few events) is left out with a log
     line; none left raises `ObservationUnavailable`."""
     time = options.get("observation_time", DEFAULT_OBSERVATION_TIME)
@@ -205,7 +206,8 @@ def simulated_observations(paths, sub_events, reconstructors, references, tel_ev
     if stereo:
         events.update(simulated_method_events(paths, sub_events, stereo, time))
     mono = method_triples({"stereo": reconstructors.get("mono", {})}, {"stereo": references.get("mono", {})})
-    if tel_events is not None and mono:
+    # one telescope in all: its mono events are the stereo ones
+    if tel_events is not None and mono and len(np.unique(np.asarray(tel_events["tel_id"]))) > 1:
         for tel_type in telescope_types(tel_events):
             of_type = tel_events[np.asarray(tel_events[TEL_TYPE_COLUMN]) == tel_type]
             parts = simulated_method_events(paths, sub_events, mono, time, events=of_type, tag="_tel_")
