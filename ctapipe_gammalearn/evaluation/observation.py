@@ -27,6 +27,7 @@ from ctapipe.io import TableLoader, read_table
 from ctapipe.io.hdf5dataformat import (
     DL0_TEL_POINTING_GROUP,
     DL1_SUBARRAY_TRIGGER_TABLE,
+    DL1_TEL_POINTING_GROUP,
     DL2_SUBARRAY_GROUP,
     OBSERVATION_BLOCK_TABLE,
     SIMULATION_SHOWER_TABLE,
@@ -237,11 +238,13 @@ def simulated_observations(paths, sub_events, reconstructors, references, tel_ev
 
 def _run_pointing(path, h5, events, blocks):
     """Pointing alt/az [deg] of each event: the first telescope's monitored pointing
-    interpolated at the event times, else the observation block's (alt/az or tracked ICRS)."""
+    (``/dl0`` or ``/dl1/monitoring/telescope/pointing``) interpolated at the event times, else the observation block's (alt/az or tracked ICRS)."""
     times = events["time"]
-    if DL0_TEL_POINTING_GROUP in h5 and h5.get_node(DL0_TEL_POINTING_GROUP)._v_children:
-        name = sorted(h5.get_node(DL0_TEL_POINTING_GROUP)._v_children)[0]
-        table = read_table(h5, f"{DL0_TEL_POINTING_GROUP}/{name}")
+    groups = [g for g in (DL0_TEL_POINTING_GROUP, DL1_TEL_POINTING_GROUP)
+              if g in h5 and any(node.nrows > 1 for node in h5.get_node(g)._v_children.values())]
+    if groups:
+        name = sorted(n for n, node in h5.get_node(groups[0])._v_children.items() if node.nrows > 1)[0]
+        table = read_table(h5, f"{groups[0]}/{name}")
         t = Time(table["time"]).mjd
         order = np.argsort(t)
         alt = np.interp(times.mjd, t[order], u.Quantity(table["altitude"], u.deg).value[order])
