@@ -123,6 +123,14 @@ def test_no_observation_without_protons(simulated, tmp_path, capsys):
     assert capsys.readouterr().err.count("no observation: no diffuse proton file") == 1
 
 
+def test_max_off_regions(simulated, tmp_path):
+    """'max': as many reflected regions of the on radius as fit at 0.4 deg."""
+    output = tmp_path / "report"
+    assert _benchmark(simulated, output, "--off-regions=max", "--on-radius=0.1") == 0
+    rows = json.loads((output / "metrics.json").read_text())["observation"]
+    assert rows and all(r["n_off_regions"] > 5 and r["alpha"] == pytest.approx(1 / r["n_off_regions"]) for r in rows)
+
+
 def test_bad_off_regions(simulated, tmp_path):
     assert _benchmark(simulated, tmp_path / "r", "--off-regions=7", raises=False) != 0
 

@@ -1,6 +1,8 @@
 """Per-energy-bin benchmarks of DL2 reconstructors (pyirf, scikit-learn); plots in `.plots`,
 the point-source sensitivity (ctapipe.irf) in `.sensitivity`, the report folder in `.writer`
-(those two import matplotlib and ctapipe.irf, hence not here)."""
+(those two import matplotlib and ctapipe.irf, hence not here). Source detection: the
+statistics in `.detection`, per method of the benchmark's inputs (simulated or observed
+runs) in `.observation`, pseudo-observed runs in `.pseudo`, DL3 event lists in `.dl3`."""
 
 from .events import (
     DEFAULT_QUALITY_CRITERIA,
