@@ -72,6 +72,10 @@ def test_simulated_observation(report, capsys):
     cuts = read_cuts(output / CUTS_FILE)
     assert set(cuts) == {row["method"] for row in rows}
     assert set(cuts["Sharp"]) == set(sharp)
+    # each method's cuts name the predictions they belong to
+    assert cuts["Sharp"]["threshold"].meta["reconstructors"] == {
+        "gammaness": "SharpClassifier", "energy": "SharpRegressor", "geometry": "SharpGeometry"}
+    assert cuts["Sharp"]["threshold"].meta["level"] == "stereo"
 
 
 def test_mono_per_telescope_type(simulated):

@@ -71,6 +71,7 @@ __all__ = [
     "threshold_cut_table",
     "write_cuts",
     "read_cuts",
+    "cuts_methods",
     "format_observation",
     "observation_entry",
 ]
@@ -83,6 +84,7 @@ CUTS_FILE = "cuts.ecsv"
 CRAB_RA = 83.633 * u.deg
 CRAB_DEC = 22.0145 * u.deg
 ELECTRON_ID = 1
+_ROLES = ("gammaness", "energy", "geometry")
 _CUT_COLUMNS = ("low", "high", "center", "gh_cut", "theta_cut", "n_events")
 
 
@@ -202,10 +204,11 @@ def simulated_observations(paths, sub_events, reconstructors, references, tel_ev
     A method and kind the detection refuses (e.g. too few events) is left out with a log
     line; none left raises `ObservationUnavailable`."""
     time = options.get("observation_time", DEFAULT_OBSERVATION_TIME)
-    events = {}
+    events, triples = {}, {}
     stereo = method_triples(reconstructors, references)
     if stereo:
         events.update(simulated_method_events(paths, sub_events, stereo, time))
+        triples.update({name: ("stereo", triple) for name, triple in stereo.items()})
     mono = method_triples({"stereo": reconstructors.get("mono", {})}, {"stereo": references.get("mono", {})})
     # one telescope in all: its mono events are the stereo ones
     if tel_events is not None and mono and len(np.unique(np.asarray(tel_events["tel_id"]))) > 1:
@@ -213,6 +216,7 @@ def simulated_observations(paths, sub_events, reconstructors, references, tel_ev
             of_type = tel_events[np.asarray(tel_events[TEL_TYPE_COLUMN]) == tel_type]
             parts = simulated_method_events(paths, sub_events, mono, time, events=of_type, tag="_tel_")
             events.update({f"{name} mono {tel_type}": part for name, part in parts.items()})
+            triples.update({f"{name} mono {tel_type}": ("mono", triple) for name, triple in mono.items()})
     if not events:
         raise ObservationUnavailable("no gammaness + energy + geometry of one method")
     kinds = options.pop("kinds", CUT_KINDS)
@@ -227,6 +231,8 @@ def simulated_observations(paths, sub_events, reconstructors, references, tel_ev
                 reasons.append(f"{name} {kind}: {err}")
                 continue
             rows += kind_rows
+            for entry in kind_details.values():  # which predictions the cuts belong to
+                entry["cuts"].meta.update(level=triples[name][0], reconstructors=dict(triples[name][1]))
             details.setdefault(name, {}).update(kind_details)
     if not rows:
         raise ObservationUnavailable("; ".join(reasons) or "no method")
@@ -327,12 +333,17 @@ def _check_methods(path, found, methods):
 def observed_observations(paths, methods, source_ra, source_dec, cuts=None, *, gammaness_threshold=0.5,
                           on_radius=None, n_off=DEFAULT_N_OFF, energy_min=None, energy_max=None,
                           theta2_bins=None):
-    """``(rows, details)`` of observed runs: per method (``{name: triple}``) and kind of cuts,
-    the runs of all ``paths`` stacked. ``cuts``: ``{method: {kind: table}}`` (`read_cuts`),
-    else one threshold cut (``gammaness_threshold`` and ``on_radius``).
+    """``(rows, details)`` of observed runs: per method (``{name: triple}``; None: those of the
+    cuts, `cuts_methods`) and kind of cuts, the runs of all ``paths`` stacked. ``cuts``:
+    ``{method: {kind: table}}`` (`read_cuts`), else one threshold cut (``gammaness_threshold``
+    and ``on_radius``). A reconstructor of a method missing from a file is an error naming it.
     ``details[method][kind] = {"cuts", "theta2", "runs"}`` (``runs``: the per-run rows)."""
     if cuts is None and on_radius is None:
         raise DetectionInputError("observed runs need cuts (--cuts-from) or a θ cut (--on-radius)")
+    if methods is None:
+        methods = cuts_methods(cuts) if cuts is not None else {}
+        if not methods:
+            raise DetectionInputError("no method: give the methods or a cuts file naming their reconstructors")
     if cuts is not None:
         missing = sorted(set(methods) - set(cuts))
         for name in missing:
@@ -376,13 +387,17 @@ def observed_observations(paths, methods, source_ra, source_dec, cuts=None, *, g
 
 def write_cuts(path, details):
     """All cut tables of ``details`` (``{method: {kind: {"cuts": table}}}``) in one ECSV,
-    with columns ``method`` and ``kind``."""
+    with columns ``method``, ``kind``, ``level`` and the reconstructor prefixes
+    ``gammaness_prefix``, ``energy_prefix``, ``geometry_prefix`` (from the tables' meta)."""
     parts = []
     for method, kinds in details.items():
         for kind, entry in kinds.items():
             table = QTable({name: entry["cuts"][name] for name in _CUT_COLUMNS})
             table["method"] = method
             table["kind"] = kind
+            table["level"] = entry["cuts"].meta.get("level", "")
+            for role in _ROLES:
+                table[f"{role}_prefix"] = entry["cuts"].meta.get("reconstructors", {}).get(role, "")
             parts.append(table)
     out = QTable(vstack(parts, metadata_conflicts="silent"))
     out.meta = {"description": "cuts per method and kind of cuts, per bin of reconstructed energy"}
@@ -408,8 +423,24 @@ def read_cuts(path):
             if np.any(rows):
                 part = QTable({name: table[name][rows] for name in _CUT_COLUMNS})
                 part.meta["CUTS"] = str(kind)
+                if all(f"{role}_prefix" in table.colnames for role in _ROLES):
+                    first = np.flatnonzero(rows)[0]
+                    part.meta["level"] = str(table["level"][first]) if "level" in table.colnames else "stereo"
+                    part.meta["reconstructors"] = {role: str(table[f"{role}_prefix"][first]) for role in _ROLES}
                 cuts.setdefault(str(method), {})[str(kind)] = part
     return cuts
+
+
+def cuts_methods(cuts):
+    """``{method: triple}`` of the stereo methods of a cuts file (`read_cuts`) that name their
+    reconstructors: the predictions of observed runs those cuts belong to."""
+    methods = {}
+    for name, kinds in cuts.items():
+        meta = next(iter(kinds.values())).meta
+        triple = meta.get("reconstructors", {})
+        if meta.get("level") == "stereo" and all(triple.get(role) for role in _ROLES):
+            methods[name] = dict(triple)
+    return methods
 
 
 # --------------------------------------------------------------------------- report

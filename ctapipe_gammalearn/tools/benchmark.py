@@ -20,6 +20,7 @@ from ..evaluation.metrics import energy_bins
 from ..evaluation.observation import (
     CUTS_FILE,
     ObservationUnavailable,
+    cuts_methods,
     format_observation,
     is_observed,
     method_triples,
@@ -272,10 +273,13 @@ class BenchmarkTool(GammaLearnTool):
 
         try:
             cuts = read_cuts(self.cuts_from) if self.cuts_from is not None else None
-            found = find_reconstructors(self.input_files[0])
-            self.references = choose_references(found, merge_references(self.reference))
+            # the methods of the cuts file, by their prefixes; else those of the first run
+            methods = cuts_methods(cuts) if cuts is not None else {}
+            if not methods:
+                found = find_reconstructors(self.input_files[0])
+                methods = method_triples(found, choose_references(found, merge_references(self.reference)))
             rows, details = observed_observations(
-                self.input_files, method_triples(found, self.references), self.source_ra * u.deg,
+                self.input_files, methods, self.source_ra * u.deg,
                 self.source_dec * u.deg, cuts, gammaness_threshold=self.gammaness_threshold, **self._options())
         except DetectionInputError as err:
             raise ToolConfigurationError(str(err)) from None
