@@ -244,7 +244,8 @@ def simulated_observations(paths, sub_events, reconstructors, references, tel_ev
 
 def _run_pointing(path, h5, events, blocks):
     """Pointing alt/az [deg] of each event: the first telescope's monitored pointing
-    (``/dl0`` or ``/dl1/monitoring/telescope/pointing``) interpolated at the event times, else the observation block's (alt/az or tracked ICRS)."""
+    (``/dl0`` or ``/dl1/monitoring/telescope/pointing``) interpolated at the event times,
+    else the observation block's (alt/az or tracked ICRS)."""
     times = events["time"]
     groups = [g for g in (DL0_TEL_POINTING_GROUP, DL1_TEL_POINTING_GROUP)
               if g in h5 and any(node.nrows > 1 for node in h5.get_node(g)._v_children.values())]
