@@ -41,7 +41,7 @@ class ExportTool(GammaLearnTool):
     checkpoint = Path(
         default_value=None, allow_none=True, directory_ok=False, help="training checkpoint"
     ).tag(config=True)
-    output = Path(
+    output_path = Path(
         default_value=None,
         allow_none=True,
         directory_ok=False,
@@ -66,11 +66,10 @@ class ExportTool(GammaLearnTool):
     )
     seed = Integer(0, help="with --init-random: torch seed of the initial weights").tag(config=True)
     opset = Integer(17, help="ONNX opset").tag(config=True)
-    overwrite = Bool(False, help="replace existing outputs").tag(config=True)
 
     aliases = {
         "checkpoint": "ExportTool.checkpoint",
-        ("o", "output"): "ExportTool.output",
+        ("o", "output"): "ExportTool.output_path",
         ("i", "input"): "ExportTool.input_url",
         "telescope-type": "ExportTool.telescope_type",
         "preset": "ExportTool.preset",
@@ -79,11 +78,11 @@ class ExportTool(GammaLearnTool):
     }
     flags = {
         **flag("init-random", "ExportTool.init_random", "export an untrained network", "export a checkpoint"),
-        "overwrite": ({"ExportTool": {"overwrite": True}}, "replace existing outputs"),
+        **flag("overwrite", "Tool.overwrite", "replace existing outputs", "keep them"),
     }
 
     def setup(self):
-        if self.output is None:
+        if self.output_path is None:
             raise ToolConfigurationError("--output is required")
         if self.init_random:
             if self.input_url is None or self.telescope_type is None:
@@ -111,9 +110,9 @@ class ExportTool(GammaLearnTool):
         Provenance().add_input_file(str(self.input_url), role="subarray", add_meta=False)
         types = {str(t): t for t in subarray.telescope_types}
         if self.telescope_type.lower() == "all":
-            selected = [(name, self.output.with_name(f"{self.output.name}_{name}")) for name in sorted(types)]
+            selected = [(name, self.output_path.with_name(f"{self.output_path.name}_{name}")) for name in sorted(types)]
         elif self.telescope_type in types:
-            selected = [(self.telescope_type, self.output)]
+            selected = [(self.telescope_type, self.output_path)]
         else:
             raise ToolConfigurationError(
                 f"{self.input_url}: no telescope type {self.telescope_type!r}; "
@@ -145,7 +144,7 @@ class ExportTool(GammaLearnTool):
                 Provenance().add_input_file(str(self.checkpoint), role="checkpoint", add_meta=False)
                 self.results = [
                     export_checkpoint(
-                        self.checkpoint, self.output, opset=self.opset, overwrite=self.overwrite
+                        self.checkpoint, self.output_path, opset=self.opset, overwrite=self.overwrite
                     )
                 ]
         except (ExportError, FileExistsError, FileNotFoundError) as err:

@@ -62,9 +62,9 @@ class TrainGammaPhysNet(GammaLearnTool):
     background = List(Unicode(), default_value=[], help="proton DL1 files with images (glob patterns allowed)").tag(
         config=True
     )
-    output_dir = PathTrait(default_value=None, allow_none=True, help="directory for checkpoints, model and report").tag(
-        config=True
-    )
+    output_path = PathTrait(
+        default_value=None, allow_none=True, help="directory for checkpoints, model and report"
+    ).tag(config=True)
     cache_dir = PathTrait(
         default_value=None, allow_none=True, help="DL1 cache directory (default: OUTPUT_DIR/cache)"
     ).tag(config=True)
@@ -121,7 +121,7 @@ class TrainGammaPhysNet(GammaLearnTool):
     aliases = {
         "signal": "TrainGammaPhysNet.signal",
         "background": "TrainGammaPhysNet.background",
-        ("o", "output-dir"): "TrainGammaPhysNet.output_dir",
+        ("o", "output-dir"): "TrainGammaPhysNet.output_path",
         "cache-dir": "TrainGammaPhysNet.cache_dir",
         "telescope-type": "TrainGammaPhysNet.telescope_type",
         "preset": "TrainGammaPhysNet.preset",
@@ -150,14 +150,14 @@ class TrainGammaPhysNet(GammaLearnTool):
     def setup(self):
         from ..training.distributed import setup_distributed
 
-        if self.output_dir is None:
+        if self.output_path is None:
             raise ToolConfigurationError("--output-dir is required")
         if not self.signal or not self.background:
             raise ToolConfigurationError("give at least one --signal and one --background file")
         self.context = setup_distributed(self.device)
         if not self.context.is_main:
             self.provenance_log = Path(os.devnull)  # one provenance log per run, from rank 0
-        self.output_dir = Path(self.output_dir).absolute()
+        self.output_path = Path(self.output_path).absolute()
         self.inputs = self._input_files()
         self.cache = self._cache_on_every_rank()
         for item in self.inputs:
@@ -171,7 +171,7 @@ class TrainGammaPhysNet(GammaLearnTool):
     def _cache_on_every_rank(self):
         """Rank 0 prepares the output and builds the cache; the others then open the finished
         cache under the same key, or raise rank 0's error instead of waiting."""
-        cache_dir = Path(self.cache_dir) if self.cache_dir is not None else self.output_dir / "cache"
+        cache_dir = Path(self.cache_dir) if self.cache_dir is not None else self.output_path / "cache"
         build = dict(
             cache_dir=cache_dir,
             telescope_type=self.telescope_type,
@@ -197,7 +197,7 @@ class TrainGammaPhysNet(GammaLearnTool):
         return build_cache(self.inputs, progress=False, **build)
 
     def _prepare_output_dir(self):
-        out = self.output_dir
+        out = self.output_path
         existing = [p for p in out.iterdir() if p.name != "cache"] if out.is_dir() else []
         if self.resume:
             out.mkdir(parents=True, exist_ok=True)
@@ -250,7 +250,7 @@ class TrainGammaPhysNet(GammaLearnTool):
             self.training_run = TrainingRun(
                 TrainingOptions.from_traits(self),
                 data,
-                self.output_dir,
+                self.output_path,
                 context=self.context,
                 config=self._recorded_config(),
                 log=self.log,
