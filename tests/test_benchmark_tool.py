@@ -14,11 +14,10 @@ import pytest
 import tables
 from astropy.table import Table, join, vstack
 from ctapipe.core import run_tool
+from ctapipe.instrument import SubarrayDescription
 from ctapipe.io.astropy_helpers import read_table, write_table
 
 from ctapipe_gammalearn.compat import PARTICLE_TYPE_KEY
-from ctapipe.instrument import SubarrayDescription
-
 from ctapipe_gammalearn.evaluation.events import (
     TEL_TYPE_COLUMN,
     BenchmarkInputError,

@@ -14,6 +14,7 @@ TOOLS = [
     ("ctapipe_gammalearn.tools.train", "TrainGammaPhysNet"),
     ("ctapipe_gammalearn.tools.export", "ExportTool"),
     ("ctapipe_gammalearn.tools.config", "GammaLearnConfigTool"),
+    ("ctapipe_gammalearn.tools.pseudo_observation", "PseudoObservationTool"),
 ]
 
 
@@ -45,4 +46,15 @@ def test_unknown_section_is_refused(tmp_path):
     config = tmp_path / "section.yaml"
     config.write_text("NoSuchComponent:\n  value: 1\n")
     with pytest.raises(ToolConfigurationError, match="unknown configuration section 'NoSuchComponent'"):
+        _tool_class(*TOOLS[0])().run(["--config", str(config)], raises=True)
+
+
+def test_section_of_a_component_the_tool_does_not_use_is_accepted(tmp_path):
+    """One file configures ctapipe-process and the apply tool alike (gammalearn.yaml)."""
+    from ctapipe.io import DataWriter  # noqa: F401  (the class is known once imported)
+
+    config = tmp_path / "shared.yaml"
+    config.write_text("DataWriter:\n  write_dl1_images: true\nApplyGammaPhysNet:\n  no_such_option: 1\n")
+    # the foreign section passes; the typo in the tool's own section is still caught
+    with pytest.raises(ToolConfigurationError, match=r"unknown configuration key\(s\) ApplyGammaPhysNet\.no_such"):
         _tool_class(*TOOLS[0])().run(["--config", str(config)], raises=True)

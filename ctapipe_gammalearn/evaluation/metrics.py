@@ -141,6 +141,7 @@ def classification_benchmark(events, bins, gamma_efficiency=0.7, background_ids=
     passed = evaluate_binned_cut(scores[is_bkg], events["true_energy"][is_bkg], cuts, np.greater_equal)
     n_bkg_passed = count_in_bins(events["true_energy"][is_bkg], bins, passed)
     with np.errstate(invalid="ignore", divide="ignore"):
-        bkg_eff = np.where((n_bkg >= min_events) & np.isfinite(table["gammaness_cut"]), n_bkg_passed / np.maximum(n_bkg, 1), np.nan)
+        measured = (n_bkg >= min_events) & np.isfinite(table["gammaness_cut"])
+        bkg_eff = np.where(measured, n_bkg_passed / np.maximum(n_bkg, 1), np.nan)
     table["background_efficiency"] = bkg_eff
     return table

@@ -103,7 +103,9 @@ def section_metrics(metrics, section):
     return metrics[BY_TYPE][tel_type] if tel_type else metrics[level]
 
 
-def _benchmark_level(events, level, reconstructors, bins, drop_unmeasured, gamma_efficiency, background_ids, min_events):
+def _benchmark_level(
+    events, level, reconstructors, bins, drop_unmeasured, gamma_efficiency, background_ids, min_events
+):
     overall_bins = bins[[0, -1]]
     metrics, tables = {}, {kind: {} for kind in KINDS}
     for kind in KINDS:
@@ -127,7 +129,9 @@ def _benchmark_level(events, level, reconstructors, bins, drop_unmeasured, gamma
     return metrics, tables
 
 
-def benchmark_all(tel_events, sub_events, reconstructors, bins, gamma_efficiency=0.7, background_ids=(101,), min_events=10):
+def benchmark_all(
+    tel_events, sub_events, reconstructors, bins, gamma_efficiency=0.7, background_ids=(101,), min_events=10
+):
     """``{level: {prefix: {kind: {"overall": {...}, "bins": [...], "roc": {...}}}}}`` plus the tables.
 
     ``mono`` pools the telescope events of all telescopes. Where they hold more

@@ -7,6 +7,7 @@ where it came from.
 
 from ctapipe.core import Tool
 from ctapipe.core.tool import ToolConfigurationError
+from traitlets.config import Configurable
 
 __all__ = ["GammaLearnTool", "check_config_keys", "known_config_keys"]
 
@@ -19,6 +20,16 @@ def known_config_keys(tool) -> dict:
             if hasattr(base, "class_trait_names"):
                 known.setdefault(base.__name__, set()).update(base.class_trait_names(config=True))
     return known
+
+
+def _configurable_names():
+    """Names of every configurable class imported so far (ctapipe's and ours)."""
+    names, todo = set(), [Configurable]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
 
 
 def _origin(tool, section, key=None):
@@ -37,6 +48,11 @@ def check_config_keys(tool):
 def _check_sections(tool, config, known):
     for section, values in config.items():
         if not section[:1].isupper():  # traitlets' own entries
+            continue
+        if section not in known and section in _configurable_names():
+            # one file often configures several tools (ctapipe-process and the apply tool
+            # share gammalearn.yaml): a section of a component this tool does not use is not a typo
+            tool.log.debug("configuration section %s is not used by %s", section, tool.name)
             continue
         if section not in known:
             raise ToolConfigurationError(

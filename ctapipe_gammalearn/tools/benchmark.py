@@ -76,18 +76,16 @@ class BenchmarkTool(GammaLearnTool):
     output_path = PathTrait(default_value=None, allow_none=True, help="directory for metrics.json and plots").tag(
         config=True
     )
-    energy_min = AstroQuantity(default_value=0.02 * u.TeV, physical_type=u.physical.energy, help="lowest true-energy edge").tag(
-        config=True
-    )
-    energy_max = AstroQuantity(default_value=200 * u.TeV, physical_type=u.physical.energy, help="highest true-energy edge").tag(
-        config=True
-    )
+    energy_min = AstroQuantity(
+        default_value=0.02 * u.TeV, physical_type=u.physical.energy, help="lowest true-energy edge"
+    ).tag(config=True)
+    energy_max = AstroQuantity(
+        default_value=200 * u.TeV, physical_type=u.physical.energy, help="highest true-energy edge"
+    ).tag(config=True)
     bins_per_decade = Int(5, help="true-energy bins per decade").tag(config=True)
     min_events = Int(10, help="bins with fewer events report NaN").tag(config=True)
     gamma_efficiency = Float(0.7, help="gamma efficiency of the per-bin gammaness cut").tag(config=True)
-    background_ids = List(Int(), default_value=[101], help="true_shower_primary_id of the background").tag(
-        config=True
-    )
+    background_ids = List(Int(), default_value=[101], help="true_shower_primary_id of the background").tag(config=True)
     reference = Dict(
         default_value={},
         help=(
@@ -103,8 +101,12 @@ class BenchmarkTool(GammaLearnTool):
     reco_energy_max = Float(None, allow_none=True, help="highest reconstructed energy [TeV]").tag(config=True)
     source_ra = Float(None, allow_none=True, help="source RA [deg, ICRS] of observed runs").tag(config=True)
     source_dec = Float(None, allow_none=True, help="source Dec [deg, ICRS] of observed runs").tag(config=True)
-    cuts_from = PathTrait(default_value=None, allow_none=True, exists=True,
-                          help=f"cuts of a simulated report ({CUTS_FILE}) for observed runs").tag(config=True)
+    cuts_from = PathTrait(
+        default_value=None,
+        allow_none=True,
+        exists=True,
+        help=f"cuts of a simulated report ({CUTS_FILE}) for observed runs",
+    ).tag(config=True)
     gammaness_threshold = Float(0.5, help="gammaness cut of the threshold cuts").tag(config=True)
 
     aliases = {
@@ -174,9 +176,16 @@ class BenchmarkTool(GammaLearnTool):
         if self.observation_rows:
             self.metrics["observation"] = observation_entry(self.observation_rows)
         written = write_report(
-            self.output_path, self.metrics, self.tables, self.references, header=header,
-            sensitivity_tables=self.sensitivity_tables, progress=self.progress_bar, overwrite=self.overwrite,
-            observation=self.observation_details, cuts_file=not self.observed,
+            self.output_path,
+            self.metrics,
+            self.tables,
+            self.references,
+            header=header,
+            sensitivity_tables=self.sensitivity_tables,
+            progress=self.progress_bar,
+            overwrite=self.overwrite,
+            observation=self.observation_details,
+            cuts_file=not self.observed,
         )
         for name in written:
             Provenance().add_output_file(str(self.output_path / name), role="benchmark report", add_meta=False)
@@ -206,8 +215,13 @@ class BenchmarkTool(GammaLearnTool):
             raise ToolConfigurationError(str(err)) from None
         for path in self.input_files:
             Provenance().add_input_file(str(path), role="DL2 with simulated truth")
-        self.log.info("common selection: %d of %d telescope events, %d of %d subarray events",
-                      len(tel_selected), len(tel), len(sub_selected), len(sub))
+        self.log.info(
+            "common selection: %d of %d telescope events, %d of %d subarray events",
+            len(tel_selected),
+            len(tel),
+            len(sub_selected),
+            len(sub),
+        )
         return tel_selected, sub_selected, reconstructors
 
     def _sensitivity(self):
@@ -222,7 +236,6 @@ class BenchmarkTool(GammaLearnTool):
         self.metrics["sensitivity"] = sensitivity_entry(per_method)
         print("\n" + format_sensitivity(tables))
         return tables
-
 
     # ------------------------------------------------------------------ source detection
 
@@ -241,23 +254,33 @@ class BenchmarkTool(GammaLearnTool):
         observed = [path for path in self.input_files if path.is_file() and _readable_observed(path)]
         if observed and len(observed) != len(self.input_files):
             raise ToolConfigurationError(
-                f"{observed[0]}: an observed run (no simulated truth) among simulated inputs; benchmark them apart")
+                f"{observed[0]}: an observed run (no simulated truth) among simulated inputs; benchmark them apart"
+            )
         if observed and (self.source_ra is None or self.source_dec is None):
             raise ToolConfigurationError(f"{observed[0]}: an observed run needs --source-ra and --source-dec")
         return bool(observed)
 
     def _options(self):
-        return dict(n_off=self.n_off, on_radius=None if self.on_radius is None else self.on_radius * u.deg,
-                    energy_min=None if self.reco_energy_min is None else self.reco_energy_min * u.TeV,
-                    energy_max=None if self.reco_energy_max is None else self.reco_energy_max * u.TeV)
+        return dict(
+            n_off=self.n_off,
+            on_radius=None if self.on_radius is None else self.on_radius * u.deg,
+            energy_min=None if self.reco_energy_min is None else self.reco_energy_min * u.TeV,
+            energy_max=None if self.reco_energy_max is None else self.reco_energy_max * u.TeV,
+        )
 
     def _simulated_observation(self):
         """Rows and details of the simulated observation; none (one log line) where the inputs allow none."""
         try:
             rows, details = simulated_observations(
-                self.input_files, self.sub, self.reconstructors, self.references, tel_events=self.tel,
-                observation_time=self.observation_time * u.h, gammaness_threshold=self.gammaness_threshold,
-                **self._options())
+                self.input_files,
+                self.sub,
+                self.reconstructors,
+                self.references,
+                tel_events=self.tel,
+                observation_time=self.observation_time * u.h,
+                gammaness_threshold=self.gammaness_threshold,
+                **self._options(),
+            )
         except (ObservationUnavailable, DetectionInputError) as err:
             self.log.warning("no observation: %s", err)
             return [], {}
@@ -265,8 +288,11 @@ class BenchmarkTool(GammaLearnTool):
         return rows, details
 
     def _title(self):
-        return (f"point source (Crab), {self.observation_time:g} h, {self.n_off} off region(s)"
-                if not self.observed else f"observed runs, source RA {self.source_ra:g} Dec {self.source_dec:g} deg")
+        return (
+            f"point source (Crab), {self.observation_time:g} h, {self.n_off} off region(s)"
+            if not self.observed
+            else f"observed runs, source RA {self.source_ra:g} Dec {self.source_dec:g} deg"
+        )
 
     def _observed_runs(self):
         from ..evaluation.events import find_reconstructors
@@ -279,8 +305,14 @@ class BenchmarkTool(GammaLearnTool):
                 found = find_reconstructors(self.input_files[0])
                 methods = method_triples(found, choose_references(found, merge_references(self.reference)))
             rows, details = observed_observations(
-                self.input_files, methods, self.source_ra * u.deg,
-                self.source_dec * u.deg, cuts, gammaness_threshold=self.gammaness_threshold, **self._options())
+                self.input_files,
+                methods,
+                self.source_ra * u.deg,
+                self.source_dec * u.deg,
+                cuts,
+                gammaness_threshold=self.gammaness_threshold,
+                **self._options(),
+            )
         except DetectionInputError as err:
             raise ToolConfigurationError(str(err)) from None
         for path in self.input_files:
