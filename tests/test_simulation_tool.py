@@ -128,7 +128,9 @@ def test_subarray_from_file(shared_data, tmp_path):
     source_file = shared_data / "dl1" / "gamma__history_meta_75.dl1.h5"
     path = tmp_path / "stereo.dl1.h5"
     args = ["--particle=gamma", "--seed=3", "--energy-min=1", "--energy-max=5", "--core-max=150", "--no-progress"]
-    assert _simulate(path, *args, f"--subarray={source_file}", n_events=3) == 0
+    # a small batch: 256 bright showers on 19 telescopes would cost minutes for 3 events
+    batch = "--AirShowerSimEventSource.showers_per_batch=16"
+    assert _simulate(path, *args, batch, f"--subarray={source_file}", n_events=3) == 0
     original = SubarrayDescription.read(source_file, focal_length_choice="EQUIVALENT")
     written = SubarrayDescription.from_hdf(path, focal_length_choice="EQUIVALENT")
     assert set(written.tel) == set(original.tel)

@@ -51,7 +51,7 @@ N_HIST_ENERGY_BINS = 120
 N_HIST_CORE_BINS = 50
 #: composed once: building it anew for every event is slow
 GRAMMAGE = u.g / u.cm**2
-#: primaries thrown and screened together
+#: primaries thrown and screened together, by default
 BATCH_SIZE = 256
 
 
@@ -122,6 +122,11 @@ class AirShowerSimEventSource(EventSource):
     ).tag(config=True)
     screen_fov_margin = Float(
         1.0, help="The second screen counts the light of points seen up to this far outside the camera, deg"
+    ).tag(config=True)
+    showers_per_batch = Int(
+        BATCH_SIZE,
+        help="Primaries thrown and screened together; each batch has its own random stream, so the"
+        " events depend on this (not on the number of workers)",
     ).tag(config=True)
     max_pe = Int(300_000, help="Cap of simulated p.e. per telescope (brighter images are scaled)").tag(config=True)
 
@@ -423,7 +428,7 @@ class AirShowerSimEventSource(EventSource):
         yield from self.collect(self.simulate_batch(index) for index in itertools.count())
 
     def simulate_batch(self, index) -> SimulatedBatch:
-        """Batch ``index`` of ``BATCH_SIZE`` thrown showers and the events that triggered.
+        """Batch ``index`` of ``showers_per_batch`` thrown showers and the events that triggered.
 
         Each batch has its own random stream from (seed, index), so batches can be simulated
         in any order or in parallel processes and still give the same events.
@@ -435,7 +440,7 @@ class AirShowerSimEventSource(EventSource):
         # screening margin: the quick estimate is rough, protons more so; triggered events
         # occur down to 15 (protons 7.5) quick p.e., so that is where the default screens
         margin = 0.1875 if self.particle == "proton" else 0.375
-        batch = self._sample_primaries(rng, BATCH_SIZE)
+        batch = self._sample_primaries(rng, self.showers_per_batch)
         view = {}
         if self.particle == "proton" and self.quick_fov_margin is not None:
             # a shower whose light reaches the mirror from outside the field of view cannot
@@ -460,9 +465,9 @@ class AirShowerSimEventSource(EventSource):
             )
             radii = np.sqrt(areas / np.pi)[None, :]
             p_muon = self.shower_model.muon_probability(batch[0][:, None], core_distance, radii)
-            muons = rng.random((BATCH_SIZE, len(tel_ids))) < p_muon
+            muons = rng.random((self.showers_per_batch, len(tel_ids))) < p_muon
         else:
-            muons = np.zeros((BATCH_SIZE, len(tel_ids)), dtype=bool)
+            muons = np.zeros((self.showers_per_batch, len(tel_ids)), dtype=bool)
         candidates = (quick >= margin * self.min_expected_pe) | muons
         todo = np.flatnonzero(candidates.any(axis=1))
         model, level = self.shower_model, self.observation_level
