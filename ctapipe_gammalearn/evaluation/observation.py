@@ -27,6 +27,7 @@ from ctapipe.io import TableLoader, read_table
 from ctapipe.io.hdf5dataformat import (
     DL0_TEL_POINTING_GROUP,
     DL1_SUBARRAY_TRIGGER_TABLE,
+    DL1_TEL_PARAMETERS_GROUP,
     DL1_TEL_POINTING_GROUP,
     DL2_SUBARRAY_GROUP,
     OBSERVATION_BLOCK_TABLE,
@@ -46,7 +47,15 @@ from .detection import (
     stack_theta2,
     weight_events,
 )
-from .events import TEL_TYPE_COLUMN, _column, find_reconstructors
+from .events import (
+    DEFAULT_QUALITY_CRITERIA,
+    TEL_TYPE_COLUMN,
+    BenchmarkInputError,
+    _column,
+    find_reconstructors,
+    quality_columns,
+    select_events,
+)
 from .report import telescope_types
 from .sensitivity import (
     SensitivityUnavailable,
@@ -278,15 +287,21 @@ def _run_pointing(path, h5, events, blocks):
     return alt, az
 
 
-def observed_events(path):
+def observed_events(path, quality_criteria=DEFAULT_QUALITY_CRITERIA):
     """``(events, location, found, livetime)`` of one observed DL2 file: subarray events
     with DL2, ``time``, ``pointing_alt``/``pointing_az``; the array location; the
-    reconstructors (`find_reconstructors`); live time per ``obs_id``."""
+    reconstructors (`find_reconstructors`); live time per ``obs_id``.
+
+    Where the file holds DL1 parameters (a run processed with ctapipe-process), only the
+    events with a telescope passing ``quality_criteria`` are kept: the selection the cuts
+    were made on in the simulations. Files without them (pseudo-observations, drawn from
+    selected events already) are kept whole."""
     path = Path(path)
     try:
         with TableLoader(path, focal_length_choice="EQUIVALENT") as loader:
             events = loader.read_subarray_events(dl2=True, simulated=False, observation_info=False)
             location = loader.subarray.reference_location
+            events = _quality_selected(path, loader, events, quality_criteria)
     except (OSError, tables.HDF5ExtError, KeyError, tables.NoSuchNodeError) as err:
         raise DetectionInputError(f"{path}: not a readable DL2 file ({err})") from None
     if "time" not in events.colnames:
@@ -308,6 +323,28 @@ def observed_events(path):
             duration = (np.max(t) - np.min(t)) * 24
         livetime[int(obs_id)] = duration * u.h
     return events, location, find_reconstructors(path), livetime
+
+
+def _quality_selected(path, loader, events, quality_criteria):
+    """The subarray events with at least one telescope event passing ``quality_criteria``."""
+    h5 = loader.h5file
+    has_parameters = DL1_TEL_PARAMETERS_GROUP in h5 and h5.get_node(DL1_TEL_PARAMETERS_GROUP)._v_children
+    if not quality_criteria or not has_parameters:
+        log.info("%s: no DL1 parameters, so no quality selection (pseudo-runs are drawn from selected events)", path)
+        return events
+    tel = loader.read_telescope_events(dl1_parameters=True, dl2=False, simulated=False, instrument=False,
+                                       pointing=False)
+    missing = [name for name in quality_columns(quality_criteria) if name not in tel.colnames]
+    if missing:
+        raise DetectionInputError(f"{path}: the quality criteria use columns absent from its DL1 parameters: {missing}")
+    tel["file_index"] = np.zeros(len(tel), dtype=int)
+    events["file_index"] = np.zeros(len(events), dtype=int)
+    try:
+        _, selected = select_events(tel, events, quality_criteria)
+    except BenchmarkInputError as err:
+        raise DetectionInputError(f"{path}: {err}") from None
+    selected.remove_column("file_index")
+    return selected
 
 
 def threshold_cut_table(gammaness_threshold, on_radius):
@@ -333,12 +370,14 @@ def _check_methods(path, found, methods):
 
 def observed_observations(paths, methods, source_ra, source_dec, cuts=None, *, gammaness_threshold=0.5,
                           on_radius=None, n_off=DEFAULT_N_OFF, energy_min=None, energy_max=None,
-                          theta2_bins=None):
+                          theta2_bins=None, quality_criteria=DEFAULT_QUALITY_CRITERIA):
     """``(rows, details)`` of observed runs: per method (``{name: triple}``; None: those of the
     cuts, `cuts_methods`) and kind of cuts, the runs of all ``paths`` stacked. ``cuts``:
     ``{method: {kind: table}}`` (`read_cuts`), else one threshold cut (``gammaness_threshold``
     and ``on_radius``). A reconstructor of a method missing from a file is an error naming it.
-    ``details[method][kind] = {"cuts", "theta2", "runs"}`` (``runs``: the per-run rows)."""
+    ``details[method][kind] = {"cuts", "theta2", "runs"}`` (``runs``: the per-run rows).
+    ``quality_criteria``: the DL1 selection of the simulations, applied where a run has DL1
+    parameters (see `observed_events`)."""
     if cuts is None and on_radius is None:
         raise DetectionInputError("observed runs need cuts (--cuts-from) or a θ cut (--on-radius)")
     if methods is None:
@@ -354,7 +393,7 @@ def observed_observations(paths, methods, source_ra, source_dec, cuts=None, *, g
             raise DetectionInputError(f"no method of the cuts file in the inputs (cuts for {sorted(cuts)})")
     per_run, empty = {}, set()
     for path in paths:
-        events, location, found, livetime = observed_events(path)
+        events, location, found, livetime = observed_events(path, quality_criteria)
         _check_methods(path, found, methods)
         for name, method in methods.items():
             table = method_table(events, method)

@@ -311,6 +311,7 @@ class BenchmarkTool(GammaLearnTool):
                 self.source_dec * u.deg,
                 cuts,
                 gammaness_threshold=self.gammaness_threshold,
+                quality_criteria=list(self.quality_query.quality_criteria),
                 **self._options(),
             )
         except DetectionInputError as err:
