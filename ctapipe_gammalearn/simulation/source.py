@@ -124,9 +124,10 @@ class AirShowerSimEventSource(EventSource):
         1.0, help="The second screen counts the light of points seen up to this far outside the camera, deg"
     ).tag(config=True)
     showers_per_batch = Int(
-        BATCH_SIZE,
-        help="Primaries thrown and screened together; each batch has its own random stream, so the"
-        " events depend on this (not on the number of workers)",
+        None,
+        allow_none=True,
+        help="Primaries thrown and screened together (None: 256); each batch has its own random stream,"
+        " so the events depend on this (not on the number of workers)",
     ).tag(config=True)
     max_pe = Int(300_000, help="Cap of simulated p.e. per telescope (brighter images are scaled)").tag(config=True)
 
@@ -277,6 +278,11 @@ class AirShowerSimEventSource(EventSource):
         alt, az = fov_to_altaz(lon, lat, *self._pointing)
         core_x, core_y = sample_core(rng, self.core_max, size)
         return energy, alt, az, core_x, core_y
+
+    @property
+    def _batch_size(self):
+        # the module default is read at run time (tests shrink it)
+        return self.showers_per_batch or BATCH_SIZE
 
     def _expected_pe(self, showers, candidates):
         """Expected p.e. of every emission point of ``showers`` in each telescope (index j of
@@ -440,7 +446,7 @@ class AirShowerSimEventSource(EventSource):
         # screening margin: the quick estimate is rough, protons more so; triggered events
         # occur down to 15 (protons 7.5) quick p.e., so that is where the default screens
         margin = 0.1875 if self.particle == "proton" else 0.375
-        batch = self._sample_primaries(rng, self.showers_per_batch)
+        batch = self._sample_primaries(rng, self._batch_size)
         view = {}
         if self.particle == "proton" and self.quick_fov_margin is not None:
             # a shower whose light reaches the mirror from outside the field of view cannot
@@ -465,9 +471,9 @@ class AirShowerSimEventSource(EventSource):
             )
             radii = np.sqrt(areas / np.pi)[None, :]
             p_muon = self.shower_model.muon_probability(batch[0][:, None], core_distance, radii)
-            muons = rng.random((self.showers_per_batch, len(tel_ids))) < p_muon
+            muons = rng.random((self._batch_size, len(tel_ids))) < p_muon
         else:
-            muons = np.zeros((self.showers_per_batch, len(tel_ids)), dtype=bool)
+            muons = np.zeros((self._batch_size, len(tel_ids)), dtype=bool)
         candidates = (quick >= margin * self.min_expected_pe) | muons
         todo = np.flatnonzero(candidates.any(axis=1))
         model, level = self.shower_model, self.observation_level
