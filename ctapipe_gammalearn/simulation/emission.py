@@ -7,11 +7,11 @@ import numpy as np
 from scipy.special import betaincinv
 
 from .atmosphere import ExponentialAtmosphere
-from .cascade import SubShowers, perpendicular_basis
+from .cascade import perpendicular_basis
 from .longitudinal import CRITICAL_ENERGY, RADIATION_LENGTH, sample_greisen_depth, shower_age
 
 __all__ = [
-    "EmissionPoints", "sample_emission_points", "sample_emission_points_batch", "select_points", "select_where",
+    "EmissionPoints", "sample_emission_points_batch", "select_points", "select_where",
     "lateral_offsets", "sample_nkg_radius", "threshold_factor",
 ]
 
@@ -43,37 +43,18 @@ def threshold_factor(atmosphere, height, age=1.0, scale=0.030):
     return (1.0 + threshold * np.asarray(age) ** 2 / scale) ** -2
 
 
-def sample_emission_points(
-    subshowers: SubShowers,
-    n_points,
-    rng,
-    atmosphere: ExponentialAtmosphere,
-    obs_level,
-    photons_per_tev=2.0e8,
-    lateral_scale=0.1,
-    profile_shift=0.0,
-    lateral_shape="nkg",
-):
-    """Draw ``n_points`` emission points, shared among the sub-showers in proportion to energy.
-
-    Each sub-shower emits along its Greisen profile, moved ``profile_shift`` radiation lengths
-    earlier (its first ones left out; the age stays that of the profile's own depth); points
-    that would lie below the observation level are dropped (their light never forms).
-    """
-    points, _ = sample_emission_points_batch(
-        [subshowers], [n_points], rng, atmosphere, obs_level, photons_per_tev, lateral_scale, profile_shift,
-        lateral_shape,
-    )
-    return points
-
-
 def sample_emission_points_batch(
     subshowers, n_points, rng, atmosphere: ExponentialAtmosphere, obs_level, photons_per_tev=2.0e8,
     lateral_scale=0.1, profile_shift=0.0, lateral_shape="nkg",
 ):
-    """`sample_emission_points` for several showers at once (a list of `SubShowers` and the
-    points of each): one pass of array operations for a whole batch, where the numpy calls
-    of one shower at a time cost more than their arithmetic.
+    """Emission points of several showers (a list of `SubShowers` and the points of each), in
+    one pass of array operations for a whole batch, where the numpy calls of one shower at a
+    time cost more than their arithmetic.
+
+    Each shower's points are shared among its sub-showers in proportion to energy. Each
+    sub-shower emits along its Greisen profile, moved ``profile_shift`` radiation lengths
+    earlier (its first ones left out; the age stays that of the profile's own depth); points
+    that would lie below the observation level are dropped (their light never forms).
 
     Returns (EmissionPoints, bounds): shower k's points are ``bounds[k]:bounds[k + 1]``.
     """

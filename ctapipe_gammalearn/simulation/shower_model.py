@@ -165,16 +165,13 @@ class AirShowerModel(Component):
 
         ``cascade``: this shower's entry of `cascades` when computed for a batch already.
         """
-        return self.showers(
-            rng, particle, [energy], [alt], [az], [core_x], [core_y], obs_level, None if cascade is None else [cascade]
-        )[0]
-
-    def showers(self, rng, particle, energy, alt, az, core_x, core_y, obs_level, cascades=None) -> list:
-        """`shower` for several showers (arrays), their emission points drawn together."""
-        return self.shower_batch(rng, particle, energy, alt, az, core_x, core_y, obs_level, cascades).lights
+        cascades = None if cascade is None else [cascade]
+        batch = self.shower_batch(rng, particle, [energy], [alt], [az], [core_x], [core_y], obs_level, cascades)
+        return batch.lights[0]
 
     def shower_batch(self, rng, particle, energy, alt, az, core_x, core_y, obs_level, cascades=None) -> "ShowerBatch":
-        """`showers`, with the emission points of all of them in one array as well."""
+        """`shower` for several showers (arrays), their emission points drawn together: each
+        one's `ShowerLight`, and the points of all of them in one array as well."""
         energy = np.asarray(energy, dtype=float)
         if cascades is None:
             cascades = self.cascades(rng, particle, energy, alt, az, core_x, core_y, obs_level)
