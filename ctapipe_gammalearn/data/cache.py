@@ -48,9 +48,10 @@ def _columns(n_pixels, pixel_dtype):
     }
 
 
-def cache_key(inputs, telescope_type, cuts_key, pixel_dtype) -> str:
+def cache_key(inputs, telescope_type, cuts_key, pixel_dtype, labelled=True) -> str:
     digest = hashlib.sha256()
-    for part in [f"format={CACHE_FORMAT}", telescope_type, cuts_key, str(pixel_dtype)]:
+    parts = [f"format={CACHE_FORMAT}", telescope_type, cuts_key, str(pixel_dtype)]
+    for part in parts if labelled else [*parts, "unlabelled"]:
         digest.update(part.encode() + b"\0")
     for item in inputs:
         digest.update(item.key().encode() + b"\0")
@@ -95,7 +96,7 @@ class EventCache:
         return self.meta["geometry_fingerprint"]
 
 
-def _read_chunks(path, telescope_type, chunk_size):
+def _read_chunks(path, telescope_type, chunk_size, simulated=True):
     with warnings.catch_warnings():
         # old files miss optional metadata; ctapipe warns once per table
         warnings.simplefilter("ignore")
@@ -105,7 +106,7 @@ def _read_chunks(path, telescope_type, chunk_size):
                 telescopes=[telescope_type],
                 dl1_images=True,
                 dl1_parameters=True,
-                simulated=True,
+                simulated=simulated,
                 true_parameters=False,
                 instrument=True,
                 pointing=True,
@@ -126,16 +127,19 @@ def build_cache(
     pixel_dtype="float16",
     progress=True,
     log=None,
+    labelled=True,
 ) -> EventCache:
     """Build (or reuse) the cache of ``inputs`` (a list of `InputFile`) under ``cache_dir``.
 
     Rows failing ``quality_query`` (a `TrainingQualityQuery`) are dropped; rows
     with non-finite labels are skipped and counted in ``meta["n_nan_labels"]``.
-    Raises `DL1InputError` when nothing is left.
+    Raises `DL1InputError` when nothing is left. ``labelled=False`` (unlabelled
+    target-domain files, e.g. observed runs): no simulated truth is read or
+    required; the label columns hold NaN and ``particle`` -1.
     """
-    telescope_type, geometry, fingerprint = check_inputs(inputs, telescope_type)
+    telescope_type, geometry, fingerprint = check_inputs(inputs, telescope_type, labelled)
     cuts_key = quality_query.criteria_key() if quality_query is not None else ""
-    final = Path(cache_dir) / cache_key(inputs, telescope_type, cuts_key, pixel_dtype)
+    final = Path(cache_dir) / cache_key(inputs, telescope_type, cuts_key, pixel_dtype, labelled)
     if (final / META_NAME).is_file():
         if log:
             log.info("reusing cache %s", final)
@@ -144,7 +148,9 @@ def build_cache(
     columns = _columns(geometry.n_pixels, pixel_dtype)
     try:
         with atomic_dir(final, overwrite=False) as tmp:
-            counts, per_file = _write_columns(tmp, inputs, columns, telescope_type, quality_query, chunk_size, progress)
+            counts, per_file = _write_columns(
+                tmp, inputs, columns, telescope_type, quality_query, chunk_size, progress, labelled
+            )
             n_events = sum(entry["n_events"] for entry in per_file)
             if n_events == 0:
                 raise _nothing_left(inputs, telescope_type, counts)
@@ -163,7 +169,7 @@ def build_cache(
     return EventCache(final)
 
 
-def _write_columns(directory, inputs, columns, telescope_type, quality_query, chunk_size, progress):
+def _write_columns(directory, inputs, columns, telescope_type, quality_query, chunk_size, progress, labelled=True):
     """Append the kept rows of every file to one raw ``<name>.bin`` per column.
 
     Returns ``(counts, per_file)``: the rows read, cut and skipped for NaN
@@ -177,9 +183,9 @@ def _write_columns(directory, inputs, columns, telescope_type, quality_query, ch
         for file_index, item in enumerate(inputs):
             n_file = 0
             # closed at once on an error, not whenever the generator is collected
-            with contextlib.closing(_read_chunks(item.path, telescope_type, chunk_size)) as chunks:
+            with contextlib.closing(_read_chunks(item.path, telescope_type, chunk_size, labelled)) as chunks:
                 for table in chunks:
-                    rows = _kept_rows(table, item, file_index, quality_query, counts)
+                    rows = _kept_rows(table, item, file_index, quality_query, counts, labelled)
                     _append_rows(handles, columns, rows)
                     n_file += len(rows["event_id"])
             per_file.append({"path": str(item.path), "particle_class": item.particle_class, "n_events": n_file})
@@ -187,11 +193,11 @@ def _write_columns(directory, inputs, columns, telescope_type, quality_query, ch
     return counts, per_file
 
 
-def _kept_rows(table, item, file_index, quality_query, counts):
+def _kept_rows(table, item, file_index, quality_query, counts, labelled=True):
     """Column name -> values of the rows passing the cuts with finite labels; updates ``counts``."""
     keep = quality_query.mask(table) if quality_query is not None else np.ones(len(table), bool)
     try:
-        labels, valid = compute_labels(table, item.particle_class)
+        labels, valid = compute_labels(table, item.particle_class) if labelled else _no_labels(len(table))
     except KeyError as err:
         raise DL1InputError(f"{item.path}: cannot compute labels, {err}") from None
     counts["n_read"] += len(table)
@@ -213,6 +219,17 @@ def _kept_rows(table, item, file_index, quality_query, counts):
     }
     rows.update({name: value[keep] for name, value in labels.items()})
     return rows
+
+
+def _no_labels(n):
+    """Label columns of unlabelled (target-domain) rows: NaN, particle -1, all rows valid."""
+    labels = {
+        "log10_energy": np.full(n, np.nan, np.float32),
+        "fov_offset": np.full((n, 2), np.nan, np.float32),
+        "impact": np.full((n, 2), np.nan, np.float32),
+        "particle": np.full(n, -1, np.int8),
+    }
+    return labels, np.ones(n, bool)
 
 
 def _append_rows(handles, columns, rows):

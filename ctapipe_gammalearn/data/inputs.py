@@ -46,7 +46,7 @@ def read_subarray(path) -> SubarrayDescription:
         return SubarrayDescription.from_hdf(path, focal_length_choice="EQUIVALENT")
 
 
-def _check_readable(path: Path):
+def _check_readable(path: Path, labelled: bool = True):
     if not path.is_file():
         raise DL1InputError(f"{path}: no such file")
     try:
@@ -56,7 +56,7 @@ def _check_readable(path: Path):
                     f"{path}: no DL1 images ({DL1_TEL_IMAGES_GROUP} missing); "
                     "run ctapipe-process with --write-images"
                 )
-            if SIMULATION_SHOWER_TABLE not in h5:
+            if labelled and SIMULATION_SHOWER_TABLE not in h5:
                 raise DL1InputError(f"{path}: no simulated shower table, cannot make labels")
     except (tables.HDF5ExtError, OSError) as err:
         raise DL1InputError(f"{path}: not a readable HDF5 file ({err})") from None
@@ -89,17 +89,18 @@ def resolve_telescope_type(subarrays: dict, requested: str | None) -> str:
     )
 
 
-def check_inputs(inputs, telescope_type=None):
+def check_inputs(inputs, telescope_type=None, labelled=True):
     """Validate the inputs; return ``(telescope_type, geometry, fingerprint)``.
 
-    Every file must have images and simulated truth, and every telescope of
-    the chosen type, in every file, must have the same camera geometry.
+    Every file must have images and (unless ``labelled=False``, for unlabelled
+    target-domain files) simulated truth, and every telescope of the chosen
+    type, in every file, must have the same camera geometry.
     """
     if not inputs:
         raise DL1InputError("no input files given")
     subarrays = {}
     for item in inputs:
-        _check_readable(item.path)
+        _check_readable(item.path, labelled)
         subarrays[item.path] = read_subarray(item.path)
     telescope_type = resolve_telescope_type(subarrays, telescope_type)
 
