@@ -9,7 +9,9 @@ from ctapipe.io.hdf5dataformat import DL1_TEL_IMAGES_GROUP, SIMULATION_SHOWER_TA
 
 from ..lattice import geometry_fingerprint
 
-__all__ = ["DL1InputError", "InputFile", "read_subarray", "resolve_telescope_type", "check_inputs"]
+__all__ = [
+    "DL1InputError", "InputFile", "read_subarray", "resolve_telescope_type", "check_inputs", "check_target_inputs"
+]
 
 
 class DL1InputError(ToolConfigurationError):
@@ -118,3 +120,19 @@ def check_inputs(inputs, telescope_type=None, labelled=True):
                     f"({reference[1]}) in {reference[2]}; one network needs one camera layout"
                 )
     return telescope_type, reference[0], reference[1]
+
+
+def check_target_inputs(targets, telescope_type, fingerprint):
+    """Unlabelled target-domain files (`InputFile`) for a run on ``telescope_type``.
+
+    Each needs images of that telescope type, seen by the camera layout of the
+    training files (``fingerprint``); simulated truth is neither needed nor read.
+    Raises `DL1InputError` naming the first file that does not fit.
+    """
+    for item in targets:
+        _, geometry, found = check_inputs([item], telescope_type, labelled=False)
+        if found != fingerprint:
+            raise DL1InputError(
+                f"{item.path}: target camera geometry {geometry.name} ({found}) differs from the training "
+                f"files' ({fingerprint}); the target must be seen by the same camera layout"
+            )
