@@ -8,6 +8,7 @@ from ctapipe.core import TelescopeComponent
 from ctapipe.core.traits import Bool, Float, FloatTelescopeParameter, IntTelescopeParameter
 from scipy.stats import poisson
 
+from .conditions import ObservingConditions
 from .optics import coma_coefficient
 from .pixel_lookup import PixelLookup
 
@@ -42,7 +43,8 @@ class CameraImage:
 class DetectorResponse(TelescopeComponent):
     """Photons on the mirror -> DL1-like charges and peak times, and the telescope trigger.
 
-    Defaults are LST-like (dark-sky night sky background, ~1 ns sampling).
+    Defaults are LST-like (dark-sky night sky background, ~1 ns sampling). The observing
+    conditions of the run (`ObservingConditions`, nominal by default) change the response.
     """
 
     photon_detection_efficiency = FloatTelescopeParameter(
@@ -96,6 +98,8 @@ class DetectorResponse(TelescopeComponent):
         super().__init__(subarray=subarray, config=config, parent=parent, **kwargs)
         self._lookups = {}
         self._by_tel = {}
+        self.conditions = ObservingConditions(parent=self)
+        self._cameras = {}
 
     def lookup(self, tel_id) -> PixelLookup:
         if tel_id not in self._by_tel:
@@ -123,12 +127,31 @@ class DetectorResponse(TelescopeComponent):
         """Radius of the camera in deg, to skip light that cannot land on it."""
         return self.lookup(tel_id).radius
 
+    def camera_conditions(self, tel_id):
+        """The fixed `CameraConditions` of a telescope, None under nominal conditions."""
+        if self.conditions.nominal:
+            return None
+        if tel_id not in self._cameras:
+            lookup = self.lookup(tel_id)
+            # the stars are spread over the largest camera: the same sky in every telescope
+            field = max(self.lookup(t).radius - self.lookup(t).pixel_pitch for t in self.subarray.tel)
+            self._cameras[tel_id] = self.conditions.camera(
+                tel_id, lookup, self._by_tel[tel_id][1], self.nsb_pe.tel[tel_id], field
+            )
+        return self._cameras[tel_id]
+
     def n_photoelectrons(self, tel_id, photons, rng):
         """Poisson draw of the p.e. count from the expected photons on the mirror."""
         return rng.poisson(photons * self.photon_detection_efficiency.tel[tel_id])
 
-    def respond(self, tel_id, fov_lon, fov_lat, arrival_time, rng) -> CameraImage:
-        """Charges and peak times from individual p.e. directions (deg) and arrival times (ns)."""
+    def respond(self, tel_id, fov_lon, fov_lat, arrival_time, rng, conditions_rng=None) -> CameraImage:
+        """Charges and peak times from individual p.e. directions (deg) and arrival times (ns).
+
+        The observing conditions draw from ``conditions_rng`` (default: ``rng``), after the
+        nominal draws, which they leave as they are.
+        """
+        camera = self.camera_conditions(tel_id)
+        conditions_rng = rng if conditions_rng is None else conditions_rng
         lookup = self.lookup(tel_id)
         n_pix = lookup.n_pixels
         psf = self.psf_sigma.tel[tel_id]
@@ -137,6 +160,8 @@ class DetectorResponse(TelescopeComponent):
         hit = pixel >= 0
         pixel = pixel[hit]
         times = arrival_time[hit] + self.time_jitter.tel[tel_id] * rng.standard_normal(len(pixel))
+        if camera is not None:
+            pixel, times = camera.thin(pixel, times, conditions_rng)
         true_image = np.bincount(pixel, minlength=n_pix).astype(np.int32)
         time_sum = np.bincount(pixel, weights=times, minlength=n_pix)
 
@@ -145,6 +170,10 @@ class DetectorResponse(TelescopeComponent):
         signal = n_pe + self.excess_noise.tel[tel_id] * np.sqrt(n_pe) * rng.standard_normal(n_pix)
         electronic = self.electronic_noise_pe.tel[tel_id] * rng.standard_normal(n_pix)
         noise = poisson_counts(nsb, rng, n_pix) - nsb + electronic
+        if camera is not None and camera.nsb_rate is not None:
+            # the nominal draw is made all the same, so that the nominal stream does not move
+            nsb = camera.nsb_rate
+            noise = camera.night_sky(conditions_rng) + electronic
         image = (signal + noise).astype(np.float32)
 
         window = self.readout_window.tel[tel_id]
@@ -156,6 +185,9 @@ class DetectorResponse(TelescopeComponent):
             # the noise shifts the pulse's peak by about rise time x noise / amplitude
             noise_rms = np.sqrt(nsb + self.electronic_noise_pe.tel[tel_id] ** 2)
             peak_time = peak_time + noise_scale * noise_rms / np.maximum(n_pe, 1.0) * rng.standard_normal(n_pix)
+        if camera is not None:
+            image, peak_time = camera.finish(image, peak_time)
+            image = image.astype(np.float32, copy=False)
         peak_time = np.clip(peak_time, 0.0, window).astype(np.float32)
         return CameraImage(image=image, peak_time=peak_time, true_image=true_image)
 

@@ -36,6 +36,7 @@ from ctapipe.io import DataLevel, EventSource
 
 from .cascade import axis_direction
 from .cherenkov import photons_at_telescope
+from .conditions import CONDITIONS_STREAM
 from .detector import DetectorResponse
 from .emission import sample_emission_points_batch, select_where
 from .muons import muon_ring_photons
@@ -357,9 +358,10 @@ class AirShowerSimEventSource(EventSource):
         )
         return photons * self.detector.photon_detection_efficiency.tel[tel_id]
 
-    def _telescope_image(self, rng, tel_id, light, muon, expected=None):
+    def _telescope_image(self, rng, tel_id, light, muon, expected=None, conditions_rng=None):
         """DL1-like camera image of one telescope, or None if nothing can trigger it.
-        ``expected``: the expected p.e. of each emission point there, when known."""
+        ``expected``: the expected p.e. of each emission point there, when known;
+        ``conditions_rng``: the stream of the observing conditions (default: ``rng``)."""
         model, detector = self.shower_model, self.detector
         i = self._tel_index[tel_id]
         position, radius = self._tel_positions[i], self._mirror_radii[i]
@@ -404,22 +406,25 @@ class AirShowerSimEventSource(EventSource):
             return None
         # DL1 peak times sit in the readout window: shift the light front to a fixed offset
         time = time - np.median(time) + detector.time_offset
-        image = detector.respond(tel_id, lon, lat, time, rng)
+        image = detector.respond(tel_id, lon, lat, time, rng, conditions_rng)
         if scale != 1.0:
             image.image *= np.float32(scale)
             image.true_image = np.round(image.true_image * scale).astype(np.int32)
         return image
 
-    def simulate_shower(self, rng, energy, alt, az, core_x, core_y, tel_ids=None, muon=False):
+    def simulate_shower(
+        self, rng, energy, alt, az, core_x, core_y, tel_ids=None, muon=False, conditions_rng=None
+    ):
         """Images of one given shower (TeV, rad, m) in the given telescopes, without trigger.
 
         Returns (ShowerLight, {tel_id: CameraImage}); telescopes with too little light are
-        left out. Useful to study the response at a fixed geometry.
+        left out. Useful to study the response at a fixed geometry. The observing
+        conditions draw from ``conditions_rng`` (default: ``rng``).
         """
         light = self.shower_model.shower(rng, self.particle, energy, alt, az, core_x, core_y, self.observation_level)
         images = {}
         for tel_id in tel_ids if tel_ids is not None else self._subarray.tel:
-            image = self._telescope_image(rng, tel_id, light, muon)
+            image = self._telescope_image(rng, tel_id, light, muon, conditions_rng=conditions_rng)
             if image is not None:
                 images[tel_id] = image
         return light, images
@@ -491,6 +496,10 @@ class AirShowerSimEventSource(EventSource):
             kept = candidates[todo].any(axis=1)
             todo, cascades = todo[kept], [c for c, k in zip(cascades, kept) if k]
         showers = model.shower_batch(rng, self.particle, *(b[todo] for b in batch), level, cascades)
+        # the observing conditions draw from a stream of their own: the nominal draws stay as they are
+        conditions_rng = None
+        if not self.detector.conditions.nominal:
+            conditions_rng = np.random.default_rng([self.seed, index, CONDITIONS_STREAM])
         expected = self._expected_pe(showers, candidates[todo])
         events = []
         for k, (i, light) in enumerate(zip(todo, showers.lights)):
@@ -499,7 +508,7 @@ class AirShowerSimEventSource(EventSource):
             for j in np.flatnonzero(candidates[i]):
                 tel_id = tel_ids[j]
                 per_point = expected[j][showers.bounds[k] : showers.bounds[k + 1]]
-                image = self._telescope_image(rng, tel_id, light, muons[i, j], per_point)
+                image = self._telescope_image(rng, tel_id, light, muons[i, j], per_point, conditions_rng)
                 if image is not None and self.detector.triggered(tel_id, image):
                     images[tel_id] = image
             if len(images) >= max(self.min_telescopes, 1):

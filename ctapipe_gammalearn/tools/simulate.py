@@ -6,13 +6,14 @@ import tables
 from ctapipe.core import Provenance, ToolConfigurationError
 from ctapipe.core.traits import Bool, Int, Path, classes_with_traits, flag
 from ctapipe.image import ImageProcessor
-from ctapipe.io import DataWriter
+from ctapipe.io import DataWriter, write_table
 from ctapipe.io.hdf5dataformat import SIMULATION_RUN_TABLE
 from ctapipe.reco import ShowerProcessor
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
-from ..simulation import AirShowerModel, AirShowerSimEventSource, DetectorResponse
+from ..simulation import AirShowerModel, AirShowerSimEventSource, DetectorResponse, ObservingConditions
+from ..simulation.conditions import CONDITIONS_TABLE
 from ..simulation.parallel import ParallelSimulation, available_cores
 from .base import GammaLearnTool
 
@@ -29,6 +30,9 @@ class SimulateTool(GammaLearnTool):
     examples = """
     ctapipe-gammalearn-simulate --particle gamma --n-events 1000 --seed 1 \\
         --energy-min 0.02 --energy-max 20 --viewcone-max 0 --wobble 0.4 --output gamma.dl1.h5
+    # observing conditions unlike the nominal Monte Carlo (docs/domains.md)
+    ctapipe-gammalearn-simulate --particle gamma --n-events 1000 --seed 1 --nsb-scale 3 --stars 3 \\
+        --dead-pixel-fraction 0.02 --optical-efficiency-scale 0.8 --output gamma_shifted.dl1.h5
     """
 
     output_path = Path(None, allow_none=True, directory_ok=False, help="Output DL1 file (HDF5)").tag(config=True)
@@ -55,11 +59,22 @@ class SimulateTool(GammaLearnTool):
         "subarray": "AirShowerSimEventSource.subarray_file",
         "obs-id": "AirShowerSimEventSource.obs_id",
         ("j", "workers"): "SimulateTool.n_workers",
+        "nsb-scale": "ObservingConditions.nsb_scale",
+        "nsb-gradient": "ObservingConditions.nsb_gradient",
+        "stars": "ObservingConditions.n_stars",
+        "dead-pixel-fraction": "ObservingConditions.dead_pixel_fraction",
+        "hot-pixel-fraction": "ObservingConditions.hot_pixel_fraction",
+        "optical-efficiency-scale": "ObservingConditions.optical_efficiency_scale",
+        "gain-spread": "ObservingConditions.gain_spread",
+        "time-offset-spread": "ObservingConditions.time_offset_spread",
+        "conditions-seed": "ObservingConditions.conditions_seed",
     }
     flags = {
         **flag("progress", "SimulateTool.progress_bar", "show a progress bar", "no progress bar"),
     }
-    classes = [AirShowerSimEventSource, AirShowerModel, DetectorResponse, DataWriter] + classes_with_traits(
+    classes = [
+        AirShowerSimEventSource, AirShowerModel, DetectorResponse, ObservingConditions, DataWriter
+    ] + classes_with_traits(
         ImageProcessor
     ) + classes_with_traits(ShowerProcessor)
 
@@ -85,6 +100,8 @@ class SimulateTool(GammaLearnTool):
                 self._simulate_into(writer)
                 writer.write_simulated_shower_distributions(self.source.simulated_shower_distributions)
             _set_thrown_showers(partial, self.source.n_thrown)
+            conditions = self.source.detector.conditions.to_table(self.source.obs_id)
+            write_table(conditions, partial, CONDITIONS_TABLE)
 
     def finish(self):
         Provenance().add_output_file(str(self.output_path), role="DL1/Event")
