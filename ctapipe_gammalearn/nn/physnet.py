@@ -182,6 +182,10 @@ class GammaPhysNet(nn.Module):
         self.direction = _head(n_features, hidden, 5)
         self.impact = _head(n_features, hidden, 4)
         self.direction_terms = None  # set by each training forward, see forward
+        # domain adaptation (training.domain) switches this on: training forwards then
+        # leave their pooled features in ``domain_features``; inputs and outputs unchanged
+        self.keep_features = False
+        self.domain_features = None
 
         names = ("log10_energy", "fov_offset", "impact")
         self.register_buffer("_scales", torch.tensor([TARGET_SCALE[k] for k in names]), persistent=False)
@@ -242,6 +246,8 @@ class GammaPhysNet(nn.Module):
         # main axis + a correction across it (all in units of s_d)
         disp = magnitude * torch.tanh(direction[:, 1])
         if self.training and not torch.jit.is_scripting():
+            if self.keep_features:
+                self.domain_features = f
             # for the loss (training.losses.disp_loss): with the sign still random, the
             # best |disp| for the position alone is zero, which then stalls the sign
             # too; |disp| and its sign are also learnt separately

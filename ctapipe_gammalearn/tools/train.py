@@ -7,6 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 from ctapipe.core import Provenance, ToolConfigurationError
 from ctapipe.core.traits import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, flag
 from ctapipe.core.traits import Path as PathTrait
@@ -20,6 +21,7 @@ from ..data import (
     class_weights,
     split_groups,
 )
+from ..data.inputs import check_inputs, check_target_inputs
 from ..modelcard import CLASS_NAMES
 from ..presets import PRESET_NAMES
 from .base import GammaLearnTool
@@ -117,6 +119,18 @@ class TrainGammaPhysNet(GammaLearnTool):
     tensorboard = Bool(True, help="write TensorBoard scalars to OUTPUT_DIR/tensorboard").tag(config=True)
     progress_bar = Bool(True, help="show progress bars").tag(config=True)
     resume = Bool(False, help="continue from the last checkpoint in OUTPUT_DIR").tag(config=True)
+    target = List(
+        Unicode(), default_value=[], help="unlabelled target-domain DL1 files with images; their labels are never read"
+    ).tag(config=True)
+    domain_adaptation = CaselessStrEnum(
+        ["none", "dann", "cdann", "coral", "dan"], default_value="none",
+        help="domain adaptation to the --target files: one more balanced task (docs/domain_adaptation.md)",
+    ).tag(config=True)
+    domain_gamma = Float(10.0, help="gamma of Ganin's gradient-reversal schedule 2/(1+exp(-gamma p))-1").tag(
+        config=True
+    )
+    domain_max_coefficient = Float(1.0, help="final gradient-reversal coefficient (dann, cdann)").tag(config=True)
+    domain_hidden = Int(64, help="hidden units of the domain classifier (dann, cdann)").tag(config=True)
 
     aliases = {
         "signal": "TrainGammaPhysNet.signal",
@@ -137,6 +151,8 @@ class TrainGammaPhysNet(GammaLearnTool):
         "split-by": "TrainGammaPhysNet.split_by",
         "nsb-pe": "TrainGammaPhysNet.nsb_pe",
         "time-jitter-ns": "TrainGammaPhysNet.time_jitter_ns",
+        "target": "TrainGammaPhysNet.target",
+        "domain-adaptation": "TrainGammaPhysNet.domain_adaptation",
     }
     flags = {
         **flag("overwrite", "Tool.overwrite", "replace an existing output directory", "keep it"),
@@ -154,23 +170,42 @@ class TrainGammaPhysNet(GammaLearnTool):
             raise ToolConfigurationError("--output-dir is required")
         if not self.signal or not self.background:
             raise ToolConfigurationError("give at least one --signal and one --background file")
+        if self.domain_adaptation != "none" and not self.target:
+            raise ToolConfigurationError(f"--domain-adaptation {self.domain_adaptation} needs --target files")
         self.context = setup_distributed(self.device)
         if not self.context.is_main:
             self.provenance_log = Path(os.devnull)  # one provenance log per run, from rank 0
         self.output_path = Path(self.output_path).absolute()
         self.inputs = self._input_files()
-        self.cache = self._cache_on_every_rank()
+        self.targets = self._target_files()
+        self.cache = self._cache_on_every_rank(self.inputs)
+        self.target_cache = self._cache_on_every_rank(self.targets, labelled=False) if self.targets else None
         for item in self.inputs:
             Provenance().add_input_file(str(item.path), role="DL1 training events")
+        for item in self.targets:
+            Provenance().add_input_file(str(item.path), role="DL1 target-domain events (unlabelled)")
         self._split()
 
     def _input_files(self):
         inputs = [InputFile(p, CLASS_NAMES.index("gamma")) for p in _expand(self.signal, "signal")]
         return inputs + [InputFile(p, CLASS_NAMES.index("proton")) for p in _expand(self.background, "background")]
 
-    def _cache_on_every_rank(self):
+    def _target_files(self):
+        """The target files, checked against the training files before anything is written."""
+        if self.domain_adaptation == "none":
+            if self.target:
+                self.log.warning("--target files are not used without --domain-adaptation")
+            return []
+        targets = [InputFile(p, -1) for p in _expand(self.target, "target")]
+        telescope_type, _, fingerprint = check_inputs(self.inputs, self.telescope_type)
+        check_target_inputs(targets, telescope_type, fingerprint)
+        self.telescope_type = telescope_type
+        return targets
+
+    def _cache_on_every_rank(self, inputs, labelled=True):
         """Rank 0 prepares the output and builds the cache; the others then open the finished
-        cache under the same key, or raise rank 0's error instead of waiting."""
+        cache under the same key, or raise rank 0's error instead of waiting. Target files
+        (``labelled=False``) are cached without labels, after the training files."""
         cache_dir = Path(self.cache_dir) if self.cache_dir is not None else self.output_path / "cache"
         build = dict(
             cache_dir=cache_dir,
@@ -179,12 +214,14 @@ class TrainGammaPhysNet(GammaLearnTool):
             chunk_size=self.chunk_size,
             pixel_dtype=self.pixel_dtype,
             log=self.log,
+            labelled=labelled,
         )
         cache, error = None, None
         if self.context.is_main:
             try:
-                self._prepare_output_dir()
-                cache = build_cache(self.inputs, progress=self.progress_bar, **build)
+                if labelled:
+                    self._prepare_output_dir()
+                cache = build_cache(inputs, progress=self.progress_bar, **build)
             except ToolConfigurationError as err:
                 error = str(err)
                 if not self.context.enabled:
@@ -194,7 +231,7 @@ class TrainGammaPhysNet(GammaLearnTool):
             raise ToolConfigurationError(error)
         if self.context.is_main:
             return cache
-        return build_cache(self.inputs, progress=False, **build)
+        return build_cache(inputs, progress=False, **build)
 
     def _prepare_output_dir(self):
         out = self.output_path
@@ -245,6 +282,9 @@ class TrainGammaPhysNet(GammaLearnTool):
             self._geometry(),
             self.class_weights,
             inputs=tuple(item.path for item in self.inputs),
+            target_cache=self.target_cache,
+            target_indices=None if self.target_cache is None else np.arange(len(self.target_cache)),
+            target_info=self._target_info(),
         )
         try:
             self.training_run = TrainingRun(
@@ -270,7 +310,18 @@ class TrainGammaPhysNet(GammaLearnTool):
     def _recorded_config(self):
         """The configuration of this run without the (long) input lists, which are recorded apart."""
         config = self.get_current_config()[self.__class__.__name__]
-        return {key: value for key, value in config.items() if key not in ("signal", "background")}
+        return {key: value for key, value in config.items() if key not in ("signal", "background", "target")}
+
+    def _target_info(self):
+        """Provenance of the target files: path, size, modification time, events kept."""
+        if self.target_cache is None:
+            return {}
+        targets = []
+        for entry in self.target_cache.meta["files"]:
+            stat = Path(entry["path"]).stat()
+            targets.append({"path": entry["path"], "n_events": entry["n_events"], "size": stat.st_size,
+                            "mtime_ns": stat.st_mtime_ns})
+        return {"targets": targets}
 
     # -- finish: best model, export, report, plots --------------------------------------
     def finish(self):

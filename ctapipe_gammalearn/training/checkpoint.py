@@ -59,6 +59,8 @@ class Keys:
     HISTORY = "history"
     RNG_STATE = "rng_state"
     INITIAL_VALIDATION = "initial_validation"
+    #: states of the trainer's extra loss terms that are modules (the domain head and its schedule)
+    EXTRA_STATE = "extra_terms_state"
 
 
 #: every checkpoint has these

@@ -4,7 +4,11 @@
 and a place to write checkpoints. Extra loss terms (e.g. a domain-adversarial
 head fed by a second, unlabelled stream) plug in through ``extra_terms``: each
 is a callable ``term(model, batch, epoch, step) -> dict[name, loss tensor]``
-whose losses are added to the objective and logged (see docs/training.md).
+whose losses are logged and added to the objective: through the task balancer
+when it has a task of that name (the domain task of `training.domain`), as they
+are otherwise. A term that is an ``nn.Module`` (a domain head) is moved to the
+device, its gradients are averaged across DDP ranks and clipped with the
+model's, and its state goes into the checkpoint (see docs/training.md).
 """
 
 import contextlib
@@ -90,6 +94,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         self.grad_clip = grad_clip
         self.extra_terms = list(extra_terms)
+        self.extra_modules = [term.to(self.device) for term in self.extra_terms if isinstance(term, torch.nn.Module)]
         self.checkpoint_info = dict(checkpoint_info or {})
         self.checkpoint_dir = checkpoint_dir
         self.writer = writer
@@ -147,6 +152,8 @@ class Trainer:
             disable=not (self.progress and self.is_main),
             leave=False,
         )
+        extra_sums = {}
+        balanced_tasks = set(getattr(self.balancer, "tasks", TASKS))
         for batch in self.train_stream:
             batch = self._to_device(batch)
             n = len(batch["image"])
@@ -154,21 +161,23 @@ class Trainer:
                 outputs = self.net(batch["image"], batch["peak_time"])
                 terms = getattr(self.model, "direction_terms", None)
                 losses = self.loss_fn(outputs, batch, direction_terms=terms)
+                extra = {}
+                for term in self.extra_terms:
+                    extra.update(term(self.net, batch, epoch, self.global_step))
             if terms is not None:
                 self.model.direction_terms = None  # drop the references to this step's graph
-            extra = {}
-            for term in self.extra_terms:
-                extra.update(term(self.net, batch, epoch, self.global_step))
+            balanced = {**losses, **{k: v for k, v in extra.items() if k in balanced_tasks}}
             if self._shared is not None:
-                self.balancer.update(losses, self._shared)
+                self.balancer.update(balanced, self._shared)
                 self._average_across_ranks(list(self.balancer.buffers()))
-            objective = self.balancer(losses) + sum(extra.values())
+            objective = self.balancer(balanced) + sum(v for k, v in extra.items() if k not in balanced_tasks)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(objective).backward()
             self._average_across_ranks([q.grad for q in self.balancer.parameters() if q.grad is not None])
+            self._average_across_ranks([q.grad for q in self._extra_parameters() if q.grad is not None])
             if self.grad_clip:
                 self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                torch.nn.utils.clip_grad_norm_([*self.model.parameters(), *self._extra_parameters()], self.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             if self.scheduler is not None:
@@ -179,6 +188,8 @@ class Trainer:
             for t in TASKS:
                 sums[t] += values[t] * n
             total_sum += sum(values.values()) * n
+            for name, value in extra.items():
+                extra_sums[name] = extra_sums.get(name, 0.0) + float(value.detach()) * n
             n_seen += n
             rate = n_seen / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(loss=f"{total_sum / n_seen:.4g}", img_s=f"{rate:.0f}")
@@ -192,7 +203,11 @@ class Trainer:
         n_seen = max(n_seen, 1)
         result = {"train_loss": total_sum / n_seen, "images_per_s": n_seen / max(elapsed, 1e-9)}
         result.update({f"train_{t}": sums[t] / n_seen for t in TASKS})
+        result.update({f"train_{name}": value / n_seen for name, value in extra_sums.items()})
         return result
+
+    def _extra_parameters(self):
+        return [p for module in self.extra_modules for p in module.parameters() if p.requires_grad]
 
     @torch.no_grad()
     def predict(self, stream):
@@ -243,15 +258,24 @@ class Trainer:
             Keys.STOPPED_EARLY: self.stopped_early,
             Keys.HISTORY: list(self.history),
             Keys.RNG_STATE: rng_state(),
+            Keys.EXTRA_STATE: [module.state_dict() for module in self.extra_modules],
         }
 
     def load_state(self, checkpoint):
         """Continue from a checkpoint written by `state` (model, optimiser, RNG, history)."""
+        extra_states = checkpoint.get(Keys.EXTRA_STATE) or []
+        if len(extra_states) != len(self.extra_modules):
+            raise ValueError(
+                f"the checkpoint holds {len(extra_states)} extra loss terms (domain heads), "
+                f"this run has {len(self.extra_modules)}: resume with the same --domain-adaptation"
+            )
         self.model.load_state_dict(checkpoint[Keys.MODEL_STATE])
         self.optimizer.load_state_dict(checkpoint[Keys.OPTIMIZER_STATE])
         if self.scheduler is not None and checkpoint.get(Keys.SCHEDULER_STATE) is not None:
             self.scheduler.load_state_dict(checkpoint[Keys.SCHEDULER_STATE])
         self.balancer.load_state_dict(checkpoint[Keys.BALANCER_STATE])
+        for module, state in zip(self.extra_modules, extra_states):
+            module.load_state_dict(state)
         self.scaler.load_state_dict(checkpoint[Keys.SCALER_STATE])
         self.epoch = checkpoint[Keys.EPOCH]
         self.global_step = checkpoint[Keys.GLOBAL_STEP]

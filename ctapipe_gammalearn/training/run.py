@@ -17,6 +17,7 @@ from .augment import Augmentation
 from .balancing import make_balancer
 from .checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, CheckpointError, Keys, load_checkpoint
 from .distributed import DistributedContext, choose_device
+from .domain import DOMAIN_METHODS, DOMAIN_TASK, DomainAdaptation
 from .loop import Trainer
 from .losses import TASKS, MultitaskLoss
 from .metrics import binned_metrics, summary_metrics
@@ -28,6 +29,7 @@ __all__ = ["TrainingOptions", "TrainingData", "TrainingRun", "RunConfigurationEr
 
 #: cache metadata copied into report.json
 _REPORTED_DATA = ("n_events", "n_read", "n_cut", "n_nan_labels", "files")
+_REPORTED_TARGET = ("n_events", "n_read", "n_cut", "files")
 
 
 class RunConfigurationError(ValueError):
@@ -60,6 +62,10 @@ class TrainingOptions:
     compile: bool = False
     tensorboard: bool = True
     progress_bar: bool = True
+    domain_adaptation: str = "none"
+    domain_gamma: float = 10.0
+    domain_max_coefficient: float = 1.0
+    domain_hidden: int = 64
 
     @classmethod
     def from_traits(cls, owner):
@@ -77,6 +83,11 @@ class TrainingData:
     geometry: object
     class_weights: object = None
     inputs: tuple = ()
+    #: unlabelled target-domain events (a cache built with ``labelled=False``), for domain adaptation
+    target_cache: object = None
+    target_indices: object = None
+    #: provenance of the target files and of the matched NSB (recorded, not read)
+    target_info: dict = dataclasses.field(default_factory=dict)
 
 
 class TrainingRun:
@@ -103,6 +114,8 @@ class TrainingRun:
         self.lattice = Lattice.from_geometry(data.geometry)
         self.model = self._make_model()
         loss_fn, balancer = self._make_loss(), self._make_balancer()  # errors before any output
+        self.train_stream, self.val_stream = self._make_streams()
+        self.domain = self._make_domain()
         self.training_info = self._training_info(config or {})
         self.writer = self._make_writer()
         self.trainer = self._make_trainer(loss_fn, balancer)
@@ -127,11 +140,38 @@ class TrainingRun:
         }
         return MultitaskLoss(self.options.regression_loss, self.options.conditional, scales=scales)
 
+    def _tasks(self):
+        """The balanced tasks: the four physics tasks, plus the domain task when adapting."""
+        return TASKS if self.options.domain_adaptation == "none" else (*TASKS, DOMAIN_TASK)
+
     def _make_balancer(self):
-        unknown = set(self.options.task_weights) - set(TASKS)
+        tasks = self._tasks()
+        unknown = set(self.options.task_weights) - set(tasks)
         if unknown:
-            raise RunConfigurationError(f"task_weights: unknown tasks {sorted(unknown)}, expected {TASKS}")
-        return make_balancer(self.options.task_balancing, TASKS, self.options.task_weights)
+            raise RunConfigurationError(f"task_weights: unknown tasks {sorted(unknown)}, expected {tasks}")
+        return make_balancer(self.options.task_balancing, tasks, self.options.task_weights)
+
+    def _make_domain(self):
+        """The domain task (an extra term of the trainer), or None without adaptation."""
+        options, data, ctx = self.options, self.data, self.context
+        if options.domain_adaptation not in DOMAIN_METHODS:
+            raise RunConfigurationError(f"domain adaptation must be one of {DOMAIN_METHODS}")
+        if options.domain_adaptation == "none":
+            return None
+        if data.target_cache is None or data.target_indices is None or len(data.target_indices) == 0:
+            raise RunConfigurationError(f"--domain-adaptation {options.domain_adaptation} needs --target files")
+        n_target = len(data.target_indices)
+        # whole batches where the target allows: CORAL's covariances need more than one row
+        target = BatchStream(
+            data.target_cache, data.target_indices, options.batch_size, shuffle=True, seed=options.seed + 1,
+            rank=ctx.rank, world_size=ctx.world_size, labelled=False,
+            drop_last=n_target // ctx.world_size >= options.batch_size,
+        )
+        total_steps = len(self.train_stream) * options.epochs
+        return DomainAdaptation(
+            options.domain_adaptation, self.model, target, total_steps, gamma=options.domain_gamma,
+            maximum=options.domain_max_coefficient, hidden=options.domain_hidden,
+        )
 
     def _make_streams(self):
         options, data, ctx = self.options, self.data, self.context
@@ -166,12 +206,28 @@ class TrainingRun:
             "device": str(self.device),
             "preset": self.options.preset,
             "config": dict(config),
+            **self._domain_info(),
         })
 
+    def _domain_info(self):
+        """The adaptation settings and the target files' provenance (model card and report)."""
+        if self.domain is None and not self.data.target_info:
+            return {}
+        settings = {"method": "none"} if self.domain is None else self.domain.settings()
+        if self.domain is not None:
+            settings["n_target"] = int(len(self.data.target_indices))
+        return {"domain_adaptation": {**settings, **self.data.target_info}}
+
     def _make_trainer(self, loss_fn, balancer):
-        options, model = self.options, self.model
-        train_stream, self.val_stream = self._make_streams()
+        options, model, train_stream = self.options, self.model, self.train_stream
         optimizer = make_optimizer(model, balancer, options.learning_rate, options.weight_decay)
+        extra_terms = [] if self.domain is None else [self.domain]
+        for term in extra_terms:  # the domain head, with the model's decay rule
+            params = [p for p in term.parameters() if p.requires_grad]
+            matrices, vectors = [p for p in params if p.dim() > 1], [p for p in params if p.dim() <= 1]
+            for group, decay in ((matrices, options.weight_decay), (vectors, 0.0)):
+                if group:
+                    optimizer.add_param_group({"params": group, "weight_decay": decay})
         scheduler = make_scheduler(
             optimizer, options.lr_schedule, len(train_stream), options.epochs, options.warmup_epochs
         )
@@ -184,7 +240,8 @@ class TrainingRun:
         return Trainer(
             model, loss_fn, balancer, optimizer, train_stream, self.val_stream, scheduler=scheduler,
             device=self.device, amp_dtype=amp_dtype(options.amp, self.device), grad_clip=options.grad_clip,
-            checkpoint_info=checkpoint_info, checkpoint_dir=self.output_dir if self.context.is_main else None,
+            extra_terms=extra_terms, checkpoint_info=checkpoint_info,
+            checkpoint_dir=self.output_dir if self.context.is_main else None,
             writer=self.writer, context=self.context, patience=options.patience, progress=options.progress_bar,
             compile_model=options.compile, log=self.log,
         )
@@ -199,7 +256,11 @@ class TrainingRun:
             except CheckpointError:
                 self.close()
                 raise
-            self.trainer.load_state(checkpoint)
+            try:
+                self.trainer.load_state(checkpoint)
+            except ValueError as err:
+                self.close()
+                raise RunConfigurationError(f"{last}: {err}") from None
             self.initial_validation = checkpoint.get(Keys.INITIAL_VALIDATION)
             self._info("resuming after epoch %d", self.trainer.epoch)
         else:
@@ -270,6 +331,8 @@ class TrainingRun:
             "validation": validation,
             "data": {key: cache.meta[key] for key in _REPORTED_DATA},
             "telescope_type": cache.telescope_type,
+            **({"target_data": {key: self.data.target_cache.meta[key] for key in _REPORTED_TARGET}}
+               if self.data.target_cache is not None else {}),
             "training": training,
             "export": {"onnx": exported["onnx"].name, "torchscript": exported["torchscript"].name,
                        "max_rel_diff": exported["max_rel_diff"]},

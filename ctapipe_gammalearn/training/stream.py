@@ -85,8 +85,12 @@ class BatchStream:
             batch["weight"] = torch.from_numpy(weight)
         return batch
 
+    def order(self):
+        """This rank's cache rows of the current epoch, in the order they are read."""
+        return self.indices[np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.sampler))]
+
     def __iter__(self):
-        order = self.indices[np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.sampler))]
+        order = self.order()
         generator = self._generator() if self.augmentation is not None and self.augmentation.active else None
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]

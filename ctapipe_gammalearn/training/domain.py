@@ -1,0 +1,246 @@
+"""Unsupervised domain adaptation: one more task of the multitask balancing.
+
+The labelled source (simulation) trains the four physics tasks; an unlabelled
+target (observed runs, or a shifted simulation) enters through one extra task,
+``"domain"``, computed on the backbone features (`GammaPhysNet.features`) of a
+source batch and of a target batch:
+
+- ``dann`` (Ganin et al. 2016): a gradient-reversal layer and a domain
+  classifier; the classifier learns to tell the domains apart, the backbone,
+  through the reversed gradient, to make them indistinguishable. The reversal
+  coefficient follows Ganin's schedule ``lambda(p) = max (2 / (1 + exp(-gamma p)) - 1)``
+  with ``p`` the training progress in [0, 1].
+- ``cdann`` (CDAN, Long et al. 2018): the same, with the domain classifier fed
+  the multilinear map of the features and the class prediction (softmax).
+- ``coral`` (Sun & Saenko 2016, DeepCORAL): distance of the feature covariances.
+- ``dan`` (Long et al. 2015): multi-kernel (Gaussian) maximum mean discrepancy.
+
+`DomainAdaptation` is the trainer's extra term (``Trainer(extra_terms=[term])``):
+``term(model, batch, epoch, step) -> {"domain": loss}``. The target is read in
+a seeded order and recycled when shorter than the source: the target batch of
+a step is a function of the global step alone, so a resumed run draws the same
+ones. The term is an ``nn.Module``: its head joins the optimiser, its state
+(head and schedule position) the checkpoint.
+"""
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "DOMAIN_METHODS",
+    "DOMAIN_TASK",
+    "GradientReversal",
+    "grad_reverse",
+    "ganin_coefficient",
+    "DomainClassifier",
+    "coral_loss",
+    "mmd_loss",
+    "domain_classifier_loss",
+    "DomainAdaptation",
+]
+
+#: values of ``--domain-adaptation`` (``none``: off)
+DOMAIN_METHODS = ("none", "dann", "cdann", "coral", "dan")
+#: the balancer's name for the domain task
+DOMAIN_TASK = "domain"
+_ADVERSARIAL = ("dann", "cdann")
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity forward; the gradient multiplied by ``-coefficient`` backward."""
+
+    @staticmethod
+    def forward(ctx, x, coefficient):
+        ctx.coefficient = float(coefficient)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.coefficient * grad, None
+
+
+def grad_reverse(x, coefficient=1.0):
+    return GradientReversal.apply(x, coefficient)
+
+
+def ganin_coefficient(progress, gamma=10.0, maximum=1.0):
+    """Ganin et al. (2016): 0 at the start, rising smoothly to ``maximum``."""
+    progress = min(max(float(progress), 0.0), 1.0)
+    return maximum * (2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0)
+
+
+class DomainClassifier(nn.Module):
+    """MLP features -> one logit (target domain = 1)."""
+
+    def __init__(self, n_features, hidden=64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+
+    def forward(self, x):
+        return self.net(x).squeeze(1)
+
+
+def domain_classifier_loss(source_logits, target_logits):
+    """Binary cross-entropy, source 0 and target 1, each domain weighing half whatever the batch sizes."""
+    source = F.binary_cross_entropy_with_logits(source_logits.float(), torch.zeros_like(source_logits.float()))
+    target = F.binary_cross_entropy_with_logits(target_logits.float(), torch.ones_like(target_logits.float()))
+    return 0.5 * (source + target)
+
+
+def _covariance(x):
+    x = x - x.mean(dim=0, keepdim=True)
+    return x.T @ x / max(x.shape[0] - 1, 1)
+
+
+def coral_loss(source, target):
+    """DeepCORAL: squared Frobenius distance of the feature covariances over 4 d^2."""
+    source, target = source.float(), target.float()
+    d = source.shape[1]
+    return ((_covariance(source) - _covariance(target)) ** 2).sum() / (4.0 * d * d)
+
+
+def mmd_loss(source, target, n_kernels=5, kernel_mul=2.0):
+    """Multi-kernel MMD^2 (biased estimate, >= 0) with Gaussian kernels.
+
+    The bandwidths are ``kernel_mul**k`` times the mean pairwise squared distance
+    of the pooled batch (detached), ``k`` centred on 0, as in DAN.
+    """
+    source, target = source.float(), target.float()
+    n = source.shape[0]
+    pooled = torch.cat([source, target], dim=0)
+    distances = torch.cdist(pooled, pooled).pow(2)
+    m = pooled.shape[0]
+    base = distances.detach().sum() / max(m * m - m, 1)
+    base = torch.clamp(base, min=1e-12)
+    scales = [base * kernel_mul ** (k - n_kernels // 2) for k in range(n_kernels)]
+    kernel = sum(torch.exp(-distances / s) for s in scales)
+    xx, yy, xy = kernel[:n, :n], kernel[n:, n:], kernel[:n, n:]
+    return torch.clamp(xx.mean() + yy.mean() - 2.0 * xy.mean(), min=0.0)
+
+
+def _multilinear(features, class_logits):
+    """CDAN conditioning: the outer product of the features and the class probabilities, flattened."""
+    probabilities = torch.softmax(class_logits.float(), dim=1).detach()
+    return torch.bmm(probabilities.unsqueeze(2), features.float().unsqueeze(1)).flatten(1)
+
+
+class DomainAdaptation(nn.Module):
+    """The domain task of a run: ``term(model, batch, epoch, step) -> {"domain": loss}``.
+
+    Parameters
+    ----------
+    method : str
+        one of `DOMAIN_METHODS` except ``none``
+    model : GammaPhysNet
+        the network (its ``keep_features`` is switched on: training forwards
+        then leave their features for this term)
+    target_stream : BatchStream
+        unlabelled target batches (``labelled=False``)
+    total_steps : int
+        optimiser steps of the whole run (the schedule's ``p = step / total_steps``)
+    gamma, maximum : float
+        Ganin's schedule of the reversal coefficient (adversarial methods)
+    hidden : int
+        hidden units of the domain classifier
+    """
+
+    def __init__(self, method, model, target_stream, total_steps, gamma=10.0, maximum=1.0, hidden=64):
+        super().__init__()
+        if method not in DOMAIN_METHODS or method == "none":
+            raise ValueError(f"domain adaptation must be one of {DOMAIN_METHODS[1:]}, not {method!r}")
+        self.method = method
+        self.target_stream = target_stream
+        self.total_steps = max(int(total_steps), 1)
+        self.gamma, self.maximum = float(gamma), float(maximum)
+        n_features = model.classifier[0].in_features
+        n_classes = model.classifier[-1].out_features
+        if method == "dann":
+            self.head = DomainClassifier(n_features, hidden)
+        elif method == "cdann":
+            self.head = DomainClassifier(n_features * n_classes, hidden)
+        else:
+            self.head = nn.Identity()
+        # the schedule's position, saved in the checkpoint with the head
+        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("coefficient", torch.zeros(()))
+        model.keep_features = True
+        self._order, self._cycle = None, None
+
+    # -- target batches, recycled -------------------------------------------------------
+    def target_batch(self, step):
+        """The target batch of global step ``step``: cycle ``step // n``, batch ``step % n``."""
+        stream = self.target_stream
+        n_batches = len(stream)
+        if n_batches == 0:
+            raise ValueError("the target stream is empty")
+        cycle, index = divmod(int(step), n_batches)
+        if cycle != self._cycle:
+            stream.set_epoch(cycle)
+            self._order, self._cycle = stream.order(), cycle
+        rows = self._order[index * stream.batch_size : (index + 1) * stream.batch_size]
+        return stream.fetch(rows)
+
+    # -- the loss -------------------------------------------------------------------------
+    def schedule(self, step):
+        return ganin_coefficient(step / self.total_steps, self.gamma, self.maximum)
+
+    def loss(self, source_features, target_features, source_logits=None, target_logits=None, coefficient=1.0):
+        """The domain loss of two feature batches (class logits for ``cdann``)."""
+        if self.method == "coral":
+            return coral_loss(source_features, target_features)
+        if self.method == "dan":
+            return mmd_loss(source_features, target_features)
+        source = grad_reverse(source_features.float(), coefficient)
+        target = grad_reverse(target_features.float(), coefficient)
+        if self.method == "cdann":
+            source, target = _multilinear(source, source_logits), _multilinear(target, target_logits)
+        return domain_classifier_loss(self.head(source), self.head(target))
+
+    def forward(self, model, batch, epoch, step):
+        inner = getattr(model, "module", model)  # DDP or torch.compile wrappers
+        inner = getattr(inner, "_orig_mod", inner)
+        source = getattr(inner, "domain_features", None)
+        if source is None:  # a forward without kept features: compute them
+            source = inner.features(batch["image"], batch["peak_time"])[0]
+        inner.domain_features = None  # drop the reference to this step's graph
+        target_batch = self.target_batch(step)
+        device = source.device
+        target = inner.features(
+            target_batch["image"].to(device, non_blocking=True), target_batch["peak_time"].to(device, non_blocking=True)
+        )[0]
+        coefficient = self.schedule(step) if self.method in _ADVERSARIAL else 1.0
+        self.step.fill_(int(step) + 1)
+        self.coefficient.fill_(coefficient)
+        logits = (inner.classifier(source), inner.classifier(target)) if self.method == "cdann" else (None, None)
+        return {DOMAIN_TASK: self.loss(source, target, *logits, coefficient=coefficient)}
+
+    def settings(self):
+        """Plain description for the model card and the report."""
+        out = {"method": self.method, "task": DOMAIN_TASK, "features": "GammaPhysNet.features (pooled backbone)"}
+        if self.method in _ADVERSARIAL:
+            out["reversal_schedule"] = {
+                "kind": "ganin2016", "gamma": self.gamma, "maximum": self.maximum, "total_steps": self.total_steps
+            }
+        return out
+
+
+def feature_array(model, stream, device="cpu", max_events=None):
+    """Backbone features of every event of ``stream`` (eval mode), as one numpy array."""
+    model.eval()
+    chunks, n = [], 0
+    with torch.no_grad():
+        for batch in stream:
+            f = model.features(batch["image"].to(device), batch["peak_time"].to(device))[0]
+            chunks.append(f.float().cpu().numpy())
+            n += len(f)
+            if max_events is not None and n >= max_events:
+                break
+    if not chunks:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(chunks)[:max_events]
