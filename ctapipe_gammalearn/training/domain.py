@@ -41,6 +41,9 @@ __all__ = [
     "mmd_loss",
     "domain_classifier_loss",
     "DomainAdaptation",
+    "feature_array",
+    "load_network",
+    "cache_features",
 ]
 
 #: values of ``--domain-adaptation`` (``none``: off)
@@ -244,3 +247,39 @@ def feature_array(model, stream, device="cpu", max_events=None):
     if not chunks:
         return np.zeros((0, 0), np.float32)
     return np.concatenate(chunks)[:max_events]
+
+
+def load_network(path, device="cpu"):
+    """A trained γ-PhysNet from a checkpoint, or from a run directory (its best checkpoint,
+    else its last). Returns ``(model, telescope_type, lattice, checkpoint_path)``; raises
+    `CheckpointError` (one line naming the file) when there is none or it cannot be read."""
+    from pathlib import Path
+
+    from ..lattice import Lattice
+    from ..nn.physnet import GammaPhysNet
+    from .checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, EXPORT_KEYS, CheckpointError, Keys, load_checkpoint
+
+    path = Path(path)
+    if path.is_dir():
+        found = [path / name for name in (CHECKPOINT_BEST, CHECKPOINT_LAST) if (path / name).is_file()]
+        if not found:
+            raise CheckpointError(f"{path}: no {CHECKPOINT_BEST} or {CHECKPOINT_LAST} in this run directory")
+        path = found[0]
+    elif not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint or run directory")
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    missing = [key for key in EXPORT_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a γ-PhysNet training checkpoint (lacks {', '.join(missing)})")
+    lattice = Lattice.from_dict(checkpoint[Keys.LATTICE])
+    model = GammaPhysNet(lattice, **checkpoint[Keys.MODEL_CONFIG])
+    model.load_state_dict(checkpoint[Keys.MODEL_STATE])
+    return model.to(device).eval(), str(checkpoint[Keys.TELESCOPE_TYPE]), lattice, path
+
+
+def cache_features(model, cache, rows, batch_size=256, device="cpu"):
+    """Backbone features of the cached events ``rows`` (any cache, labelled or not)."""
+    from .stream import BatchStream
+
+    stream = BatchStream(cache, np.sort(np.asarray(rows, np.int64)), batch_size, shuffle=False, labelled=False)
+    return feature_array(model, stream, device=device)
