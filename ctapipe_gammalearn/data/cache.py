@@ -21,7 +21,8 @@ from ctapipe.io import TableLoader
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_dir
-from .inputs import DL1InputError, check_inputs
+from ..io.lstchain import LSTChainDL1File
+from .inputs import LSTCHAIN, DL1InputError, check_inputs, dl1_format
 from .labels import compute_labels
 
 __all__ = ["EventCache", "build_cache", "cache_key", "CACHE_FORMAT"]
@@ -97,6 +98,11 @@ class EventCache:
 
 
 def _read_chunks(path, telescope_type, chunk_size, simulated=True):
+    """Telescope-event tables (TableLoader's columns) of one type, of a ctapipe or lstchain file."""
+    if dl1_format(path) == LSTCHAIN:
+        with LSTChainDL1File(path) as source:
+            yield from source.iter_chunks(telescope_type, chunk_size, images=True, simulated=simulated)
+        return
     with warnings.catch_warnings():
         # old files miss optional metadata; ctapipe warns once per table
         warnings.simplefilter("ignore")

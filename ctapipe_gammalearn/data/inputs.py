@@ -1,17 +1,41 @@
-"""Checks on the DL1 input files before anything is read or written."""
+"""Checks on the DL1 input files before anything is read or written.
+
+A DL1 file is either ctapipe's or lstchain's (`dl1_format`); everything that takes
+DL1 files goes through `read_subarray` and `_check_readable` here and
+`cache._read_chunks`, which dispatch on the format.
+"""
 
 from pathlib import Path
 
 import tables
 from ctapipe.core import ToolConfigurationError
 from ctapipe.instrument import SubarrayDescription
-from ctapipe.io.hdf5dataformat import DL1_TEL_IMAGES_GROUP, SIMULATION_SHOWER_TABLE
+from ctapipe.io.hdf5dataformat import (
+    DL1_TEL_GROUP,
+    DL1_TEL_IMAGES_GROUP,
+    DL1_TEL_PARAMETERS_GROUP,
+    DL1_TEL_TRIGGER_TABLE,
+    SIMULATION_SHOWER_TABLE,
+)
 
+from ..io.lstchain import NO_IMAGES_HINT, LSTChainDL1File, is_lstchain_dl1
 from ..lattice import geometry_fingerprint
 
 __all__ = [
-    "DL1InputError", "InputFile", "read_subarray", "resolve_telescope_type", "check_inputs", "check_target_inputs"
+    "CTAPIPE",
+    "LSTCHAIN",
+    "DL1InputError",
+    "InputFile",
+    "dl1_format",
+    "read_subarray",
+    "resolve_telescope_type",
+    "check_inputs",
+    "check_target_inputs",
 ]
+
+#: the DL1 formats `dl1_format` tells apart
+CTAPIPE = "ctapipe"
+LSTCHAIN = "lstchain"
 
 
 class DL1InputError(ToolConfigurationError):
@@ -34,6 +58,22 @@ class InputFile:
         return f"InputFile({str(self.path)!r}, {self.particle_class})"
 
 
+def dl1_format(path) -> str:
+    """`CTAPIPE` or `LSTCHAIN`; `DL1InputError` for a file that is neither."""
+    path = Path(path)
+    if not path.is_file():
+        raise DL1InputError(f"{path}: no such file")
+    try:
+        with tables.open_file(path, "r") as h5:
+            if is_lstchain_dl1(h5):
+                return LSTCHAIN
+            if any(node in h5 for node in (DL1_TEL_TRIGGER_TABLE, DL1_TEL_IMAGES_GROUP, DL1_TEL_PARAMETERS_GROUP)):
+                return CTAPIPE
+    except (tables.HDF5ExtError, OSError) as err:
+        raise DL1InputError(f"{path}: not a readable HDF5 file ({err})") from None
+    raise DL1InputError(f"{path}: neither ctapipe nor lstchain DL1 (no {DL1_TEL_GROUP} tables)")
+
+
 def read_subarray(path) -> SubarrayDescription:
     """The file's subarray, camera frames with the effective focal length where known.
 
@@ -42,6 +82,9 @@ def read_subarray(path) -> SubarrayDescription:
     image moments use those sky positions. Older productions lack it: the
     equivalent focal length then.
     """
+    if dl1_format(path) == LSTCHAIN:
+        with LSTChainDL1File(path, focal_length_choice="EFFECTIVE") as source:
+            return source.subarray
     try:
         return SubarrayDescription.from_hdf(path, focal_length_choice="EFFECTIVE")
     except RuntimeError:
@@ -49,8 +92,13 @@ def read_subarray(path) -> SubarrayDescription:
 
 
 def _check_readable(path: Path, labelled: bool = True):
-    if not path.is_file():
-        raise DL1InputError(f"{path}: no such file")
+    if dl1_format(path) == LSTCHAIN:
+        with LSTChainDL1File(path) as source:
+            if not source.has_images:
+                raise DL1InputError(f"{path}: lstchain DL1 without images; {NO_IMAGES_HINT}")
+            if labelled and not source.is_simulation:
+                raise DL1InputError(f"{path}: no simulated truth (lstchain mc_* columns), cannot make labels")
+        return
     try:
         with tables.open_file(path, "r") as h5:
             if DL1_TEL_IMAGES_GROUP not in h5:

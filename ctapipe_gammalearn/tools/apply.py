@@ -1,6 +1,8 @@
 """ctapipe-apply-gammalearn: γ-PhysNet on a DL1 file with images, in large batches."""
 
+import pathlib
 import shutil
+import tempfile
 
 import numpy as np
 import tables
@@ -17,7 +19,10 @@ from ctapipe.reco.stereo_combination import StereoMeanCombiner
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
+from ..data.inputs import LSTCHAIN, DL1InputError, dl1_format
 from ..dl2 import ENERGY_PREFIX, PREFIXES, dl2_group
+from ..io.ctapipe_dl1 import write_ctapipe_dl1
+from ..io.lstchain import NO_IMAGES_HINT, LSTChainDL1File
 from ..reco import REPROCESS_HINT, GammaPhysNetQualityQuery, GammaPhysNetReconstructor, MissingImagesError
 from .base import GammaLearnTool
 
@@ -33,6 +38,8 @@ class ApplyGammaPhysNet(GammaLearnTool):
 
     Writes the same DL2 tables as ``ctapipe-process`` with the
     GammaPhysNetReconstructor, and keeps everything already in the input.
+    An lstchain DL1 file is first rewritten as ctapipe DL1 (`ctapipe_gammalearn.io`),
+    which the output then holds with the DL2.
     """
 
     name = "ctapipe-apply-gammalearn"
@@ -65,8 +72,9 @@ class ApplyGammaPhysNet(GammaLearnTool):
     def setup(self):
         self._check_paths()
         self._check_input()
+        self.dl1_path = self._ctapipe_dl1()
         # the camera-frame layout does not depend on the focal length; every file has EQUIVALENT
-        self.loader = self.enter_context(TableLoader(self.input_url, focal_length_choice="EQUIVALENT"))
+        self.loader = self.enter_context(TableLoader(self.dl1_path, focal_length_choice="EQUIVALENT"))
         self.subarray = self.loader.subarray
         self.reconstructor = GammaPhysNetReconstructor(self.subarray, parent=self)
         self.n_images = 0
@@ -83,6 +91,15 @@ class ApplyGammaPhysNet(GammaLearnTool):
 
     def _check_input(self):
         try:
+            self.input_format = dl1_format(self.input_url)
+        except DL1InputError as err:
+            raise ToolConfigurationError(str(err)) from None
+        if self.input_format == LSTCHAIN:
+            with LSTChainDL1File(self.input_url) as source:
+                if not source.has_images:
+                    raise MissingImagesError(f"{self.input_url}: lstchain DL1 without images; {NO_IMAGES_HINT}")
+            return
+        try:
             with tables.open_file(self.input_url, "r") as h5:
                 has_images = DL1_TEL_IMAGES_GROUP in h5 and len(h5.get_node(DL1_TEL_IMAGES_GROUP)._v_children) > 0
                 existing = [prop for prop in PREFIXES if dl2_group(prop, telescope=True) in h5]
@@ -94,6 +111,17 @@ class ApplyGammaPhysNet(GammaLearnTool):
             )
         if not has_images:
             raise MissingImagesError(f"{self.input_url}: the file has no DL1 images; {REPROCESS_HINT}")
+
+    def _ctapipe_dl1(self):
+        """The input, or for lstchain its ctapipe DL1 rewrite in a folder removed at exit."""
+        if self.input_format != LSTCHAIN:
+            return self.input_url
+        folder = self.enter_context(tempfile.TemporaryDirectory(dir=self.output_path.parent, prefix=".lstchain-"))
+        converted = pathlib.Path(folder) / "dl1.h5"
+        with LSTChainDL1File(self.input_url) as source:
+            write_ctapipe_dl1(source, converted, chunk_size=self.chunk_size)
+        self.log.info("lstchain DL1 %s rewritten as ctapipe DL1", self.input_url)
+        return converted
 
     def start(self):
         chunks = self.loader.read_telescope_events_by_id_chunked(
@@ -111,7 +139,7 @@ class ApplyGammaPhysNet(GammaLearnTool):
         bar = tqdm(total=chunks.n_total, unit=" array events", desc="γ-PhysNet", disable=not self.progress_bar)
         with atomic_path(self.output_path) as tmp, bar:
             # a byte copy keeps every table of the input and is much faster than a merge
-            shutil.copyfile(self.input_url, tmp)
+            shutil.copyfile(self.dl1_path, tmp)
             for start, stop, tel_tables in chunks:
                 self._apply(tmp, tel_tables, start, stop)
                 bar.update(stop - start)
