@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import tables
-from ctapipe.core import run_tool
+from ctapipe.core import ToolConfigurationError, run_tool
 from ctapipe.image import tailcuts_clean
 from ctapipe.instrument import SubarrayDescription
 from ctapipe.io import TableLoader, read_table
@@ -175,6 +175,8 @@ def test_refuses_a_file_without_images(noisy, workdir, capsys):
     assert add_nsb(f"--input={not_hdf5}", f"--output={out_dir / 'x.h5'}", cwd=workdir) != 0
     assert f"{not_hdf5}: not a readable HDF5 file" in capsys.readouterr().err
     assert list(out_dir.iterdir()) == []
+    assert add_nsb(f"--input={noisy}", f"--output={noisy}", "--overwrite", cwd=workdir) != 0
+    assert "the output would replace the input" in capsys.readouterr().err
 
 
 def test_no_overwrite_without_flag(mc, workdir):
@@ -185,3 +187,8 @@ def test_no_overwrite_without_flag(mc, workdir):
     assert add_nsb(f"--input={mc}", f"--output={existing}", "--overwrite", cwd=workdir) == 0
     assert len(_events(existing)) == N_EVENTS
     assert [p.name for p in workdir.iterdir() if "partial" in p.name] == []
+
+
+def test_unknown_option_is_refused():
+    with pytest.raises(ToolConfigurationError, match=r"unknown configuration key\(s\) AddNSBTool\.typo"):
+        AddNSBTool().run(["--AddNSBTool.typo=3"], raises=True)

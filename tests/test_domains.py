@@ -3,7 +3,7 @@
 import astropy.units as u
 import numpy as np
 import pytest
-from ctapipe.core import run_tool
+from ctapipe.core import ToolConfigurationError, run_tool
 from ctapipe.io import TableLoader, read_table
 from traitlets.config import Config
 
@@ -173,3 +173,8 @@ def test_tool_records_the_conditions(tmp_path):
     zero = images == 0
     assert np.all(zero.sum(axis=1) == round(0.02 * images.shape[1]))
     assert np.all(zero == zero[0])
+
+
+def test_unknown_condition_is_refused():
+    with pytest.raises(ToolConfigurationError, match=r"unknown configuration key\(s\) ObservingConditions\.typo"):
+        SimulateTool().run(["--ObservingConditions.typo=3"], raises=True)

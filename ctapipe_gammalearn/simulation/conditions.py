@@ -22,6 +22,7 @@ import numpy as np
 from astropy.table import Table
 from ctapipe.core import Component
 from ctapipe.core.traits import Float, Int
+from traitlets import observe
 
 __all__ = ["CONDITIONS_STREAM", "CONDITIONS_TABLE", "CameraConditions", "ObservingConditions"]
 
@@ -30,7 +31,9 @@ CONDITIONS_STREAM = 3
 #: where the simulator records the conditions of a file
 CONDITIONS_TABLE = "/configuration/simulation/observing_conditions"
 
-# sub-streams of the fixed maps, so that changing one condition leaves the others' maps as they were
+# sub-streams of the fixed maps, so that changing one condition leaves the others' maps as they were;
+# the tag keeps them apart from the per-batch streams [seed, batch index, k] when conditions_seed == seed
+_MAPS = 2**32 - 1
 _STARS, _DEAD, _HOT, _GAIN, _TIME = range(5)
 
 #: trait -> unit of the recorded value (None: dimensionless)
@@ -149,8 +152,16 @@ class ObservingConditions(Component):
 
     @property
     def nominal(self) -> bool:
-        """True when every condition is at its nominal (default) value."""
-        return all(getattr(self, name) == self.trait_defaults(name) for name in _UNITS if name != "conditions_seed")
+        """True when every condition is at its nominal (default) value (asked for every image: cached)."""
+        if getattr(self, "_nominal", None) is None:
+            self._nominal = all(
+                getattr(self, name) == self.trait_defaults(name) for name in _UNITS if name != "conditions_seed"
+            )
+        return self._nominal
+
+    @observe(*_UNITS)
+    def _forget_nominal(self, change):
+        self._nominal = None
 
     @property
     def changes_nsb(self) -> bool:
@@ -163,7 +174,7 @@ class ObservingConditions(Component):
 
     def star_positions(self, field_radius):
         """(fov_lon, fov_lat) of the stars, deg, uniform in a disk of ``field_radius`` deg."""
-        rng = np.random.default_rng([self.conditions_seed, _STARS])
+        rng = np.random.default_rng([self.conditions_seed, _MAPS, _STARS])
         r = field_radius * np.sqrt(rng.random(self.n_stars))
         phi = rng.uniform(0.0, 2 * np.pi, self.n_stars)
         return r * np.cos(phi), r * np.sin(phi)
@@ -185,10 +196,10 @@ class ObservingConditions(Component):
             nsb_rate = nsb_rate + self.hot_pixel_nsb_pe * hot + self._star_light(lookup, neighbours, field_radius)
         gain = time_offset = None
         if self.gain_spread > 0:
-            rng = np.random.default_rng([self.conditions_seed, _GAIN, tel_id])
+            rng = np.random.default_rng([self.conditions_seed, _MAPS, _GAIN, tel_id])
             gain = np.maximum(rng.normal(1.0, self.gain_spread, n_pix), 0.0)
         if self.time_offset_spread > 0:
-            rng = np.random.default_rng([self.conditions_seed, _TIME, tel_id])
+            rng = np.random.default_rng([self.conditions_seed, _MAPS, _TIME, tel_id])
             time_offset = rng.normal(0.0, self.time_offset_spread, n_pix)
         return CameraConditions(
             nsb_rate=nsb_rate,
@@ -229,7 +240,7 @@ def _picker(seed, tel_id, n_pix):
         n = int(round(fraction * n_pix))
         candidates = np.flatnonzero(~excluded)
         if n > 0 and len(candidates):
-            rng = np.random.default_rng([seed, stream, tel_id])
+            rng = np.random.default_rng([seed, _MAPS, stream, tel_id])
             chosen[rng.choice(candidates, size=min(n, len(candidates)), replace=False)] = True
         return chosen
 

@@ -66,9 +66,11 @@ class AddNSBTool(GammaLearnTool):
         if self.input_path is None or self.output_path is None:
             raise ToolConfigurationError("give the input and the output file: --input FILE --output FILE")
         self.output_path = self.output_path.expanduser().absolute()
+        if self.output_path == self.input_path.expanduser().absolute():
+            raise ToolConfigurationError(f"{self.output_path}: the output would replace the input")
         self.check_output(self.output_path)
         _check_input(self.input_path)
-        self.source = HDF5EventSource(input_url=self.input_path, parent=self)
+        self.source = self.enter_context(self._open_source())
         subarray = self.source.subarray
         self.process_images = ImageProcessor(subarray, parent=self, apply_image_modifier=True)
         # the noise: ctapipe's ImageModifier, the same Poisson level in dim and bright pixels
@@ -96,20 +98,31 @@ class AddNSBTool(GammaLearnTool):
                 write_dl2=self.write_dl2,
             )
             with writer, _terminate_as_exit():
-                for event in tqdm(self.source, desc="adding noise", unit="ev", disable=not self.progress_bar):
+                events = _read_back(self.source, self.input_path)
+                for event in tqdm(events, desc="adding noise", unit="ev", disable=not self.progress_bar):
                     self._process(event)
                     writer(event)
                 if self.source.is_simulation:
                     writer.write_simulated_shower_distributions(self.source.simulated_shower_distributions)
             _carry_configuration(self.input_path, partial)
             _append_modification(partial, self._modification())
-        self.source.close()
 
     def finish(self):
         Provenance().add_output_file(str(self.output_path), role="DL1/Event")
         self.log.info(
             "Poisson noise of %g p.e. added to %s, written to %s", self.nsb_pe, self.input_path, self.output_path
         )
+
+    def _open_source(self):
+        """The input as ctapipe reads DL1 back; files without the effective focal length
+        (older productions) are read with the equivalent one, as the training cache does."""
+        try:
+            return HDF5EventSource(input_url=self.input_path, parent=self)
+        except RuntimeError as err:
+            if "focal_length_choice" not in str(err):
+                raise
+        self.log.warning("%s has no effective focal length: using the equivalent one", self.input_path)
+        return HDF5EventSource(input_url=self.input_path, parent=self, focal_length_choice="EQUIVALENT")
 
     def _process(self, event):
         event.dl2 = DL2Container()
@@ -139,6 +152,20 @@ def _check_input(path):
                 )
     except (tables.HDF5ExtError, OSError) as err:
         raise ToolConfigurationError(f"{path}: not a readable HDF5 file ({err})") from None
+
+
+def _read_back(source, path):
+    """The events of ``source``; a table ctapipe's reader cannot read (e.g. the true images
+    of some older files hold only their sums) stops the tool with a one-line error."""
+    events = iter(source)
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            return
+        except (KeyError, tables.NoSuchNodeError) as err:
+            raise ToolConfigurationError(f"{path}: ctapipe's HDF5EventSource cannot read it back ({err})") from None
+        yield event
 
 
 def _carry_configuration(input_path, path):
