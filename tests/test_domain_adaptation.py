@@ -261,7 +261,7 @@ def dann_setup(tmp_path_factory):
     from ctapipe_gammalearn.tools.train import TrainGammaPhysNet
 
     assert run_tool(TrainGammaPhysNet(), args("straight"), raises=True) == 0
-    return args, base, target
+    return args, base, target, gammas[1]
 
 
 def test_dann_run_exports_the_model_without_domain_head(dann_setup):
@@ -269,7 +269,7 @@ def test_dann_run_exports_the_model_without_domain_head(dann_setup):
     from ctapipe_gammalearn.runtime import load_model
     from ctapipe_gammalearn.training.checkpoint import load_checkpoint
 
-    _, base, target = dann_setup
+    _, base, target, _ = dann_setup
     out = base / "straight"
     report = json.loads((out / "report.json").read_text())
     assert all(np.isfinite(e["train_domain"]) for e in report["epochs"])
@@ -295,7 +295,7 @@ def _example(n_pixels):
 
 @pytest.mark.slow
 def test_dann_resume_after_kill_matches_uninterrupted(dann_setup):
-    args, base, _ = dann_setup
+    args, base, _, _ = dann_setup
     straight = json.loads((base / "straight" / "report.json").read_text())
     cmd = [sys.executable, "-m", "ctapipe_gammalearn.tools.train", *map(str, args("killed"))]
     proc = subprocess.Popen(cmd, cwd=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -325,22 +325,57 @@ def _one_error_line(capfd):
     return errors[0]
 
 
-@pytest.mark.parametrize("case", ["other_camera", "no_images", "no_target"])
+@pytest.mark.parametrize("case", ["other_camera", "no_images", "no_target", "nsb_other_camera"])
 def test_bad_target_is_one_error_line(case, shared_data, tmp_path, capfd):
     from ctapipe_gammalearn.tools.train import TrainGammaPhysNet
 
     out = tmp_path / "run"
     target = {
         "other_camera": shared_data / "dl1" / "gamma__gamma_test.dl1.h5",
+        "nsb_other_camera": shared_data / "dl1" / "gamma__gamma_test.dl1.h5",
         "no_images": shared_data / "dl1_params_only" / "aict_cta_gammas_diffuse.dl1.h5",
         "no_target": None,
     }[case]
-    extra = ["--domain-adaptation=dann"] + ([f"--target={target}"] if target else [])
+    if case == "nsb_other_camera":
+        extra = [f"--nsb-match={target}"]
+    else:
+        extra = ["--domain-adaptation=dann"] + ([f"--target={target}"] if target else [])
     assert run_tool(TrainGammaPhysNet(), real_args(shared_data, out, *extra), raises=False) != 0
     error = _one_error_line(capfd)
     if case == "no_target":
         assert "--domain-adaptation dann needs --target files" in error
     else:
-        message = "differs from the training files'" if case == "other_camera" else "no DL1 images"
+        message = "no DL1 images" if case == "no_images" else "differs from the training files'"
         assert f"{target}: " in error and message in error, error
     assert_nothing_written(out)
+
+
+# -- matched NSB ----------------------------------------------------------------------------
+
+
+def test_per_pixel_poisson_injection():
+    from ctapipe_gammalearn.training.augment import Augmentation
+
+    rate = np.tile([0.0, 4.0, 16.0], 10)
+    augmentation = Augmentation(pixel_nsb_pe=rate)
+    assert augmentation.active
+    image = torch.zeros(4000, len(rate))
+    noisy, _ = augmentation(image, image.clone(), torch.Generator().manual_seed(0))
+    variance = noisy.var(dim=0).numpy()
+    assert np.allclose(variance, rate, rtol=0.1, atol=1e-6)
+    assert np.allclose(noisy.mean(dim=0).numpy(), 0.0, atol=0.2)  # pedestal-subtracted
+    assert not Augmentation(pixel_nsb_pe=np.zeros(5)).active
+    with pytest.raises(ValueError):
+        Augmentation(pixel_nsb_pe=-rate)
+
+
+def test_nsb_match_estimates_the_missing_poisson_light(dann_setup):
+    """The target is a copy of a source file with Poisson(8 p.e.) added: the estimate finds ~8 p.e."""
+    from ctapipe_gammalearn.training.nsb_match import match_nsb
+
+    _, _, target, original = dann_setup
+    extra, record = match_nsb([target], [original], 1855)
+    assert extra.shape == (1855,) and np.all(extra >= 0)
+    assert 6.5 < record["extra_poisson_pe"]["median"] < 9.5, record["extra_poisson_pe"]
+    assert record["target_pixel_std_pe"]["median"] > 2 * record["source_pixel_std_pe"]["median"]
+    assert record["target_files"][0]["path"] == str(target)

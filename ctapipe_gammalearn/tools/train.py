@@ -131,6 +131,9 @@ class TrainGammaPhysNet(GammaLearnTool):
     )
     domain_max_coefficient = Float(1.0, help="final gradient-reversal coefficient (dann, cdann)").tag(config=True)
     domain_hidden = Int(64, help="hidden units of the domain classifier (dann, cdann)").tag(config=True)
+    nsb_match = List(
+        Unicode(), default_value=[], help="DL1 files (observed runs) whose pixel noise the training images are given"
+    ).tag(config=True)
 
     aliases = {
         "signal": "TrainGammaPhysNet.signal",
@@ -153,6 +156,7 @@ class TrainGammaPhysNet(GammaLearnTool):
         "time-jitter-ns": "TrainGammaPhysNet.time_jitter_ns",
         "target": "TrainGammaPhysNet.target",
         "domain-adaptation": "TrainGammaPhysNet.domain_adaptation",
+        "nsb-match": "TrainGammaPhysNet.nsb_match",
     }
     flags = {
         **flag("overwrite", "Tool.overwrite", "replace an existing output directory", "keep it"),
@@ -184,6 +188,8 @@ class TrainGammaPhysNet(GammaLearnTool):
             Provenance().add_input_file(str(item.path), role="DL1 training events")
         for item in self.targets:
             Provenance().add_input_file(str(item.path), role="DL1 target-domain events (unlabelled)")
+        for item in self.nsb_files:
+            Provenance().add_input_file(str(item.path), role="DL1 events whose noise is matched")
         self._split()
 
     def _input_files(self):
@@ -191,16 +197,39 @@ class TrainGammaPhysNet(GammaLearnTool):
         return inputs + [InputFile(p, CLASS_NAMES.index("proton")) for p in _expand(self.background, "background")]
 
     def _target_files(self):
-        """The target files, checked against the training files before anything is written."""
-        if self.domain_adaptation == "none":
-            if self.target:
-                self.log.warning("--target files are not used without --domain-adaptation")
-            return []
-        targets = [InputFile(p, -1) for p in _expand(self.target, "target")]
-        telescope_type, _, fingerprint = check_inputs(self.inputs, self.telescope_type)
-        check_target_inputs(targets, telescope_type, fingerprint)
-        self.telescope_type = telescope_type
+        """The target (and --nsb-match) files, checked against the training files before anything is written."""
+        if self.domain_adaptation == "none" and self.target:
+            self.log.warning("--target files are not used without --domain-adaptation")
+        adapting = self.domain_adaptation != "none"
+        targets = [InputFile(p, -1) for p in _expand(self.target, "target")] if adapting else []
+        self.nsb_files = [InputFile(p, -1) for p in _expand(self.nsb_match, "--nsb-match")]
+        if targets or self.nsb_files:
+            telescope_type, _, fingerprint = check_inputs(self.inputs, self.telescope_type)
+            check_target_inputs(targets + self.nsb_files, telescope_type, fingerprint)
+            self.telescope_type = telescope_type
         return targets
+
+    def _matched_nsb(self):
+        """``(extra p.e. per pixel, record)`` of ``--nsb-match`` (None, {} without): rank 0 estimates,
+        the source noise on the first signal file."""
+        from ..training.nsb_match import match_nsb
+
+        if not self.nsb_files:
+            return None, {}
+        result, error = None, None
+        if self.context.is_main:
+            try:
+                result = match_nsb([i.path for i in self.nsb_files], [self.inputs[0].path], self.cache.n_pixels)
+            except ToolConfigurationError as err:
+                error = str(err)
+        error = self.context.broadcast_object(error)
+        if error is not None:
+            raise ToolConfigurationError(error)
+        extra, record = self.context.broadcast_object(result)
+        self.log.info("matched NSB: target %.3g p.e., source %.3g p.e. per pixel (medians), extra Poisson %.3g p.e.",
+                      record["target_pixel_std_pe"]["median"], record["source_pixel_std_pe"]["median"],
+                      record["extra_poisson_pe"]["median"])
+        return extra, record
 
     def _cache_on_every_rank(self, inputs, labelled=True):
         """Rank 0 prepares the output and builds the cache; the others then open the finished
@@ -275,6 +304,7 @@ class TrainGammaPhysNet(GammaLearnTool):
         from ..training.checkpoint import CheckpointError
         from ..training.run import RunConfigurationError, TrainingData, TrainingOptions, TrainingRun
 
+        pixel_nsb_pe, nsb_record = self._matched_nsb()
         data = TrainingData(
             self.cache,
             self.train_indices,
@@ -282,9 +312,9 @@ class TrainGammaPhysNet(GammaLearnTool):
             self._geometry(),
             self.class_weights,
             inputs=tuple(item.path for item in self.inputs),
-            target_cache=self.target_cache,
-            target_indices=None if self.target_cache is None else np.arange(len(self.target_cache)),
-            target_info=self._target_info(),
+            pixel_nsb_pe=pixel_nsb_pe,
+            nsb_match=nsb_record,
+            **self._target_data(),
         )
         try:
             self.training_run = TrainingRun(
@@ -310,12 +340,17 @@ class TrainGammaPhysNet(GammaLearnTool):
     def _recorded_config(self):
         """The configuration of this run without the (long) input lists, which are recorded apart."""
         config = self.get_current_config()[self.__class__.__name__]
-        return {key: value for key, value in config.items() if key not in ("signal", "background", "target")}
+        recorded_apart = ("signal", "background", "target", "nsb_match")
+        return {key: value for key, value in config.items() if key not in recorded_apart}
 
-    def _target_info(self):
-        """Provenance of the target files: path, size, modification time, events kept."""
+    def _target_data(self):
+        """The `TrainingData` fields of the target: cache, rows and provenance (path, size, mtime, events)."""
         if self.target_cache is None:
             return {}
+        indices = np.arange(len(self.target_cache))
+        return dict(target_cache=self.target_cache, target_indices=indices, target_info=self._target_info())
+
+    def _target_info(self):
         targets = []
         for entry in self.target_cache.meta["files"]:
             stat = Path(entry["path"]).stat()

@@ -88,6 +88,9 @@ class TrainingData:
     target_indices: object = None
     #: provenance of the target files and of the matched NSB (recorded, not read)
     target_info: dict = dataclasses.field(default_factory=dict)
+    #: matched NSB (``--nsb-match``): mean extra Poisson p.e. per pixel, and the estimate behind it
+    pixel_nsb_pe: object = None
+    nsb_match: dict = dataclasses.field(default_factory=dict)
 
 
 class TrainingRun:
@@ -177,8 +180,8 @@ class TrainingRun:
         options, data, ctx = self.options, self.data, self.context
         train = BatchStream(
             data.cache, data.train_indices, options.batch_size, shuffle=True, seed=options.seed, rank=ctx.rank,
-            world_size=ctx.world_size, augmentation=Augmentation(options.nsb_pe, options.time_jitter_ns),
-            class_weights=data.class_weights,
+            world_size=ctx.world_size, class_weights=data.class_weights,
+            augmentation=Augmentation(options.nsb_pe, options.time_jitter_ns, data.pixel_nsb_pe),
         )
         # every rank validates on the whole validation set: same number everywhere
         val = BatchStream(
@@ -207,6 +210,7 @@ class TrainingRun:
             "preset": self.options.preset,
             "config": dict(config),
             **self._domain_info(),
+            **({"nsb_match": data.nsb_match} if data.nsb_match else {}),
         })
 
     def _domain_info(self):
@@ -334,6 +338,8 @@ class TrainingRun:
             **({"target_data": {key: self.data.target_cache.meta[key] for key in _REPORTED_TARGET}}
                if self.data.target_cache is not None else {}),
             "training": training,
+            **({"nsb_match_pixel_extra_pe": [round(float(v), 4) for v in self.data.pixel_nsb_pe]}
+               if self.data.pixel_nsb_pe is not None else {}),
             "export": {"onnx": exported["onnx"].name, "torchscript": exported["torchscript"].name,
                        "max_rel_diff": exported["max_rel_diff"]},
         }
