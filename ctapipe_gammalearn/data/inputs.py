@@ -82,9 +82,9 @@ def read_subarray(path) -> SubarrayDescription:
     image moments use those sky positions. Older productions lack it: the
     equivalent focal length then.
     """
-    if dl1_format(path) == LSTCHAIN:
+    if dl1_format(path) == LSTCHAIN:  # the telescopes with events: lstchain lists the whole production
         with LSTChainDL1File(path, focal_length_choice="EFFECTIVE") as source:
-            return source.subarray
+            return source.subarray.select_subarray(source.tel_ids)
     try:
         return SubarrayDescription.from_hdf(path, focal_length_choice="EFFECTIVE")
     except RuntimeError:

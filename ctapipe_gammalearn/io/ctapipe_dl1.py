@@ -26,7 +26,7 @@ from ctapipe.containers import (
     SchedulingBlockContainer,
 )
 from ctapipe.core import Provenance
-from ctapipe.io import DataLevel, HDF5TableWriter, read_table, write_table
+from ctapipe.io import DataLevel, HDF5TableWriter, write_table
 from ctapipe.io.datawriter import write_reference_metadata_headers
 from ctapipe.io.hdf5dataformat import (
     DL0_TEL_POINTING_GROUP,
@@ -41,6 +41,7 @@ from ctapipe.io.hdf5dataformat import (
 )
 from ctapipe.io.metadata import Contact, Instrument
 
+from .hdf5_tables import read_old_ctapipe_table
 from .lstchain import LSTChainDL1Error, LSTChainDL1File
 
 __all__ = ["write_ctapipe_dl1"]
@@ -160,7 +161,7 @@ def _write_simulation(h5, source, events):
     for lstchain_path, (ctapipe_path, renamed) in _SIMULATION_TABLES.items():
         if lstchain_path not in source.h5file:
             continue
-        table = read_table(source.h5file, lstchain_path)
+        table = read_old_ctapipe_table(source.h5file, lstchain_path)
         for old, new in renamed.items():
             if old in table.colnames:
                 table.rename_column(old, new)

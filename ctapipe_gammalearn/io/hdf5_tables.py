@@ -13,7 +13,7 @@ from astropy.table import Column, Table
 from astropy.table.meta import get_header_from_yaml
 from ctapipe.io import read_table
 
-__all__ = ["META_SUFFIX", "read_config_table"]
+__all__ = ["META_SUFFIX", "read_config_table", "read_old_ctapipe_table"]
 
 #: astropy's node holding the YAML header of a table
 META_SUFFIX = ".__table_column_meta__"
@@ -36,4 +36,20 @@ def read_config_table(h5file: tables.File, path: str) -> Table:
         if values.dtype.kind == "S":
             values = values.astype(str)
         table[name] = Column(values, unit=column.get("unit"))
+    return table
+
+
+def read_old_ctapipe_table(h5file: tables.File, path: str) -> Table:
+    """A table written by ctapipe before 0.12's attribute scheme (``<column>_UNIT``).
+
+    lstchain 0.7 to 0.9 store their simulation tables so; today's `~ctapipe.io.read_table`
+    reads the values but not those units, which are attached here.
+    """
+    table = read_table(h5file, path)
+    attrs = h5file.get_node(path).attrs
+    names = set(attrs._f_list("user"))
+    for column in table.colnames:
+        key = f"{column}_UNIT"
+        if table[column].unit is None and key in names and str(attrs[key]):
+            table[column].unit = str(attrs[key])
     return table

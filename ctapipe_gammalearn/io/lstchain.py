@@ -162,6 +162,14 @@ class LSTChainDL1File:
         raise LSTChainDL1Error(f"{self.path}: no {telescope_type} events (has {present or 'none'})")
 
     @property
+    def tel_ids(self) -> list:
+        """Telescopes with events (lstchain's subarray lists the whole production's)."""
+        ids = set()
+        for name in self.table_names:
+            ids.update(int(t) for t in np.unique(self._parameters_node(name).col("tel_id")))
+        return sorted(ids)
+
+    @property
     def has_images(self) -> bool:
         return all(f"{IMAGE_GROUP}/{name}" in self.h5file for name in self.table_names) and bool(self.table_names)
 
