@@ -8,14 +8,12 @@ lstchain writes the subarray with the ctapipe of its release, in three layouts
   optics table version 2.0 (``description``, ``num_mirrors``, equivalent focal length only);
 - lstchain 0.9 (ctapipe 0.12): the same tables with ``camera_index``/``optics_index``
   and cameras in ``geometry_<index>``;
-- lstchain 0.10 (ctapipe 0.19): ctapipe-written tables, optics version 4.0 with the
-  effective focal length; `SubarrayDescription.from_hdf` reads them.
+- lstchain 0.10 (ctapipe 0.19): ctapipe-written tables (layout 2.0, optics 4.0 with the
+  effective focal length, readout 3.0), the versions ctapipe 0.28 writes too.
 
 ctapipe 0.28 reads none of the first two (astropy tables need h5py, and the optics
-table version 2.0 is no longer supported), so they are rebuilt here from the tables.
+table version 2.0 is no longer supported), so all three are rebuilt here from the tables.
 """
-
-import warnings
 
 import astropy.units as u
 import numpy as np
@@ -34,7 +32,7 @@ from ctapipe.instrument import (
     TelescopeDescription,
 )
 
-from .hdf5_tables import META_SUFFIX, read_config_table
+from .hdf5_tables import read_config_table
 
 __all__ = ["INSTRUMENT_GROUP", "LST_SITE", "read_lstchain_subarray"]
 
@@ -50,26 +48,20 @@ CAMERA_GROUP = f"{INSTRUMENT_GROUP}/telescope/camera"
 
 
 def read_lstchain_subarray(h5file: tables.File, focal_length_choice="EFFECTIVE") -> SubarrayDescription:
-    """The subarray of an open lstchain DL1 file.
+    """The subarray of an open lstchain DL1 file, from its tables in any of the three layouts.
 
     Camera frames get the effective focal length where the file has one and
     ``focal_length_choice`` is EFFECTIVE, else the equivalent focal length
     (lstchain 0.7 to 0.9 store only that one; lstchain itself converts with it).
+    The site is the layout's ``reference_itrs_*`` (ctapipe >= 0.19 writes it), else `LST_SITE`.
     """
     choice = focal_length_choice
     if isinstance(choice, str):
         choice = FocalLengthKind[choice.upper()]
-    if LAYOUT_TABLE + META_SUFFIX not in h5file:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return SubarrayDescription.from_hdf(h5file, focal_length_choice=choice)
-        except RuntimeError:  # no effective focal length stored
-            return SubarrayDescription.from_hdf(h5file, focal_length_choice=FocalLengthKind.EQUIVALENT)
-    return _from_astropy_tables(h5file, choice)
+    return _from_tables(h5file, choice)
 
 
-def _from_astropy_tables(h5file, choice):
+def _from_tables(h5file, choice):
     layout = read_config_table(h5file, LAYOUT_TABLE)
     optics_table = read_config_table(h5file, OPTICS_TABLE)
     optics = [_optics(row) for row in optics_table]
@@ -112,8 +104,15 @@ def _from_astropy_tables(h5file, choice):
         name=str(layout.meta.get("SUBARRAY", "lstchain subarray")),
         tel_positions=positions,
         tel_descriptions=telescopes,
-        reference_location=LST_SITE,
+        reference_location=_site(layout.meta),
     )
+
+
+def _site(meta):
+    for keys in (("reference_itrs_x", "reference_itrs_y", "reference_itrs_z"), ("OBSGEO-X", "OBSGEO-Y", "OBSGEO-Z")):
+        if all(key in meta for key in keys):
+            return EarthLocation.from_geocentric(*(meta[key] for key in keys), unit=u.m)
+    return LST_SITE
 
 
 def _optics(row):
@@ -129,8 +128,13 @@ def _optics(row):
         else np.nan * u.m,
         mirror_area=u.Quantity(row["mirror_area"], u.m**2),
         n_mirror_tiles=int(row["num_mirror_tiles" if "num_mirror_tiles" in row.colnames else "n_mirror_tiles"]),
-        reflector_shape=ReflectorShape.UNKNOWN,
+        reflector_shape=_reflector_shape(row),
     )
+
+
+def _reflector_shape(row):
+    value = str(row["reflector_shape"]) if "reflector_shape" in row.colnames else ""
+    return ReflectorShape(value) if value in {s.value for s in ReflectorShape} else ReflectorShape.UNKNOWN
 
 
 def _camera(h5file, key):
