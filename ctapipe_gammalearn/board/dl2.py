@@ -39,25 +39,16 @@ def dl2_metrics(paths, bins, quality_criteria=None, gamma_efficiency=0.7, backgr
                 gammaness_cut=GAMMANESS_CUT, detection=True):
     """``(metrics, theta2_images)``: the benchmark of ``paths`` as ``metrics.json`` would hold it
     (with ``effective_area``), and ``{file name: PNG bytes}`` of its θ² plots."""
-    import astropy.units as u
-
     from ..evaluation.events import DEFAULT_QUALITY_CRITERIA
     from ..evaluation.report import benchmark_all, choose_references, to_json
+    from ..evaluation.writer import report_header
 
     criteria = list(quality_criteria or DEFAULT_QUALITY_CRITERIA)
     tel, sub, reconstructors = _loaded(paths, criteria)
     references = choose_references(reconstructors)
     metrics, _ = benchmark_all(tel, sub, reconstructors, bins, gamma_efficiency=gamma_efficiency,
                                background_ids=tuple(background_ids), min_events=min_events)
-    header = {
-        "input_files": [str(p) for p in paths],
-        "energy_bins_tev": bins.to_value(u.TeV).tolist(),
-        "quality_criteria": [list(c) for c in criteria],
-        "gamma_efficiency": gamma_efficiency,
-        "background_ids": list(background_ids),
-        "min_events": min_events,
-        "references": references,
-    }
+    header = report_header(paths, bins, criteria, gamma_efficiency, background_ids, min_events, len(sub), references)
     sensitivity = _sensitivity(paths, sub, reconstructors, references, bins)
     if sensitivity:
         metrics["sensitivity"] = sensitivity
