@@ -23,6 +23,7 @@ from ctapipe_gammalearn.training.domain import (
     coral_loss,
     ganin_coefficient,
     grad_reverse,
+    jdot_loss,
     mmd_loss,
 )
 
@@ -60,7 +61,12 @@ def _shifted(x, shift):
     return x * (1 + shift) + shift
 
 
-@pytest.mark.parametrize("loss", [coral_loss, mmd_loss])
+def _jdot_features(source, target):
+    """DeepJDOT's transport of the features alone (no label term)."""
+    return jdot_loss(source, target, None, None, lam=0.0)
+
+
+@pytest.mark.parametrize("loss", [coral_loss, mmd_loss, _jdot_features])
 def test_statistical_domain_losses_zero_for_identical_and_grow_with_shift(loss):
     x = _features()
     assert float(loss(x, x.clone())) == pytest.approx(0.0, abs=1e-6)
@@ -101,6 +107,18 @@ def test_adversarial_domain_loss_excess_zero_for_identical_and_grows_with_shift(
         excess.append(math.log(2) - _trained_domain_loss(method, x, _shifted(x, shift)))
     assert excess[0] == pytest.approx(0.0, abs=1e-3), excess
     assert excess[1] > 0.005 and all(b > a + 0.1 for a, b in zip(excess[1:], excess[2:])), excess
+
+
+def test_jdot_pairs_by_features_and_labels():
+    """The exact transport of identical batches is the identity; the label term pairs each
+    source event with a target predicted in its class."""
+    x = _features(n=16)
+    classes = torch.tensor([0, 1] * 8)
+    assert float(jdot_loss(x, x.clone(), classes, None, lam=0.0)) == pytest.approx(0.0, abs=1e-6)
+    confident = torch.nn.functional.one_hot(classes, 2).float() * 10  # target j predicted as class j % 2
+    agreeing = float(jdot_loss(x, x.clone(), classes, confident))
+    flipped = float(jdot_loss(x, x.clone(), 1 - classes, confident))
+    assert agreeing < 1e-3 < flipped
 
 
 def test_reversal_reaches_the_features_and_not_the_head():
@@ -185,7 +203,9 @@ def make_domain_trainer(tiny_domain, tmp_path, method, balancing="uncertainty", 
 
 
 @pytest.mark.parametrize(
-    "method, balancing", [("dann", "uncertainty"), ("cdann", "fixed"), ("coral", "gradnorm"), ("dan", "uncertainty")]
+    "method, balancing",
+    [("dann", "uncertainty"), ("cdann", "fixed"), ("coral", "gradnorm"), ("dan", "uncertainty"),
+     ("deepjdot", "uncertainty")],
 )
 def test_domain_task_is_balanced_checkpointed_and_resumed(method, balancing, tiny_domain, tmp_path,
                                                           single_torch_thread):

@@ -123,7 +123,7 @@ class TrainGammaPhysNet(GammaLearnTool):
         Unicode(), default_value=[], help="unlabelled target-domain DL1 files with images; their labels are never read"
     ).tag(config=True)
     domain_adaptation = CaselessStrEnum(
-        ["none", "dann", "cdann", "coral", "dan"], default_value="none",
+        ["none", "dann", "cdann", "coral", "dan", "deepjdot"], default_value="none",
         help="domain adaptation to the --target files: one more balanced task (docs/domain_adaptation.md)",
     ).tag(config=True)
     domain_gamma = Float(10.0, help="gamma of Ganin's gradient-reversal schedule 2/(1+exp(-gamma p))-1").tag(

@@ -14,6 +14,12 @@ source batch and of a target batch:
   the multilinear map of the features and the class prediction (softmax).
 - ``coral`` (Sun & Saenko 2016, DeepCORAL): distance of the feature covariances.
 - ``dan`` (Long et al. 2015): multi-kernel (Gaussian) maximum mean discrepancy.
+- ``deepjdot`` (Damodaran et al. 2018): optimal transport between the source and
+  target batches in the joint space of features and labels: the cost of pairing
+  source i with target j is the squared feature distance plus the cross-entropy of
+  the target's class prediction against the source's class. With equal-size batches
+  of uniform weights the exact transport plan is a permutation, found by
+  `scipy.optimize.linear_sum_assignment`; the loss is the mean cost of the pairs.
 
 `DomainAdaptation` is the trainer's extra term (``Trainer(extra_terms=[term])``):
 ``term(model, batch, epoch, step) -> {"domain": loss}``. The target is read in
@@ -39,6 +45,7 @@ __all__ = [
     "DomainClassifier",
     "coral_loss",
     "mmd_loss",
+    "jdot_loss",
     "domain_classifier_loss",
     "DomainAdaptation",
     "feature_array",
@@ -47,7 +54,7 @@ __all__ = [
 ]
 
 #: values of ``--domain-adaptation`` (``none``: off)
-DOMAIN_METHODS = ("none", "dann", "cdann", "coral", "dan")
+DOMAIN_METHODS = ("none", "dann", "cdann", "coral", "dan", "deepjdot")
 #: the balancer's name for the domain task
 DOMAIN_TASK = "domain"
 _ADVERSARIAL = ("dann", "cdann")
@@ -127,6 +134,30 @@ def mmd_loss(source, target, n_kernels=5, kernel_mul=2.0):
     return torch.clamp(xx.mean() + yy.mean() - 2.0 * xy.mean(), min=0.0)
 
 
+def jdot_loss(source, target, source_class, target_logits, alpha=1.0, lam=1.0):
+    """Mini-batch DeepJDOT: exact optimal transport (uniform weights, equal sizes: an assignment)
+    under the cost alpha * |f_s - f_t|^2 / s + lam * CE(y_s, class(f_t)).
+
+    ``s`` is the mean squared distance within the source batch (detached): the feature
+    cost does not depend on the scale of the features. The larger batch is cut to the
+    size of the smaller. ``lam=0`` leaves the feature transport alone (zero for identical
+    batches, growing with a shift).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    m = min(len(source), len(target))
+    source, target = source[:m].float(), target[:m].float()
+    distance = torch.cdist(source, target).pow(2)
+    scale = torch.cdist(source, source).pow(2).detach().sum() / max(m * m - m, 1)
+    cost = alpha * distance / torch.clamp(scale, min=1e-12)
+    if lam:
+        log_p = torch.log_softmax(target_logits[:m].float(), dim=1)  # (m_t, classes)
+        cost = cost - lam * log_p[:, source_class[:m].long()].T  # [i, j]: CE(y_s_i, prediction of t_j)
+    rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
+    pairs = (torch.as_tensor(rows, device=cost.device), torch.as_tensor(cols, device=cost.device))
+    return cost[pairs].mean()
+
+
 def _multilinear(features, class_logits):
     """CDAN conditioning: the outer product of the features and the class probabilities, flattened."""
     probabilities = torch.softmax(class_logits.float(), dim=1).detach()
@@ -193,8 +224,12 @@ class DomainAdaptation(nn.Module):
     def schedule(self, step):
         return ganin_coefficient(step / self.total_steps, self.gamma, self.maximum)
 
-    def loss(self, source_features, target_features, source_logits=None, target_logits=None, coefficient=1.0):
-        """The domain loss of two feature batches (class logits for ``cdann``)."""
+    def loss(self, source_features, target_features, source_logits=None, target_logits=None, coefficient=1.0,
+             source_class=None):
+        """The domain loss of two feature batches (class logits for ``cdann``, with the source
+        classes for ``deepjdot``)."""
+        if self.method == "deepjdot":
+            return jdot_loss(source_features, target_features, source_class, target_logits)
         if self.method == "coral":
             return coral_loss(source_features, target_features)
         if self.method == "dan":
@@ -220,8 +255,10 @@ class DomainAdaptation(nn.Module):
         coefficient = self.schedule(step) if self.method in _ADVERSARIAL else 1.0
         self.step.fill_(int(step) + 1)
         self.coefficient.fill_(coefficient)
-        logits = (inner.classifier(source), inner.classifier(target)) if self.method == "cdann" else (None, None)
-        return {DOMAIN_TASK: self.loss(source, target, *logits, coefficient=coefficient)}
+        conditioned = self.method in ("cdann", "deepjdot")
+        logits = (inner.classifier(source), inner.classifier(target)) if conditioned else (None, None)
+        return {DOMAIN_TASK: self.loss(source, target, *logits, coefficient=coefficient,
+                                       source_class=batch.get("particle"))}
 
     def settings(self):
         """Plain description for the model card and the report."""
