@@ -31,7 +31,9 @@ TORCH_FREE_TESTS ?= \
 	tests/test_simulation_parallel.py \
 	tests/test_simulation_speedups.py \
 	tests/test_simulation_tool.py \
-	tests/test_simulation_baseline.py
+	tests/test_simulation_baseline.py \
+	tests/test_domains.py \
+	tests/test_add_nsb.py
 
 .PHONY: env env-latest test test-full test-latest lint demo clean-demo
 

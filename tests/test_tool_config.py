@@ -15,6 +15,9 @@ TOOLS = [
     ("ctapipe_gammalearn.tools.export", "ExportTool"),
     ("ctapipe_gammalearn.tools.config", "GammaLearnConfigTool"),
     ("ctapipe_gammalearn.tools.pseudo_observation", "PseudoObservationTool"),
+    ("ctapipe_gammalearn.tools.add_nsb", "AddNSBTool"),
+    ("ctapipe_gammalearn.tools.domain_distance", "DomainDistanceTool"),
+    ("ctapipe_gammalearn.tools.board", "BoardTool"),
 ]
 
 
