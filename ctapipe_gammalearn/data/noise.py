@@ -24,12 +24,16 @@ extractor is unbiased; the image extractor (lstchain: LocalPeakWindowSum) is bia
 towards upward fluctuations, so the images estimate is not the same quantity exactly.
 """
 
+import contextlib
+
 import numpy as np
 import tables
-from ctapipe.io import TableLoader
+from ctapipe.io import TableLoader, read_table
+from ctapipe.io.hdf5dataformat import DL1_TEL_TRIGGER_TABLE
 
-from ..io.lstchain import MONITORING_GROUP, LSTChainDL1File, is_lstchain_dl1
+from ..io.lstchain import MONITORING_GROUP, PARAMETERS_GROUP, LSTChainDL1File
 from ..io.lstchain_cleaning import LSTChainImageCleaner
+from .inputs import LSTCHAIN, dl1_format
 
 __all__ = ["estimate_pixel_noise", "nominal_simulator_noise", "PEDESTAL", "IMAGES"]
 
@@ -85,8 +89,8 @@ def estimate_pixel_noise(path, tel_id=None, method=None, chunk_size=2000):
         (`nominal_simulator_noise`), ``ratio_to_nominal`` (median over nominal), and for
         ``pedestal`` also the low gain's median and the calibration run's
     """
+    lstchain = dl1_format(path) == LSTCHAIN  # a one-line DL1InputError for anything else
     with tables.open_file(path, "r") as h5:
-        lstchain = is_lstchain_dl1(h5)
         has_monitoring = lstchain and f"{MONITORING_GROUP}/pedestal" in h5 and f"{MONITORING_GROUP}/calibration" in h5
     if method is None:
         method = PEDESTAL if has_monitoring else IMAGES
@@ -142,62 +146,62 @@ def _from_pedestals(path, tel_id):
     return per_gain[HIGH_GAIN].astype(np.float64), extra
 
 
-def _image_tables(path, tel_id, lstchain, chunk_size):
-    """(subarray, chunks of telescope events with images) of one telescope."""
+@contextlib.contextmanager
+def _image_chunks(path, tel_id, lstchain, chunk_size):
+    """``(subarray, tel_id, event_types, chunks)``: one telescope's event types, and a
+    generator of its telescope-event tables with images, read ``chunk_size`` at a time."""
     if lstchain:
-        source = LSTChainDL1File(path)
-        try:
+        with LSTChainDL1File(path) as source:
             subarray = source.subarray
-            tel_id = tel_id if tel_id is not None else int(sorted(subarray.tel)[0])
+            tel_id = tel_id if tel_id is not None else source.tel_ids[0]
             telescope_type = str(subarray.tel[tel_id])
-            chunks = [
+            node = source.h5file.get_node(f"{PARAMETERS_GROUP}/{source.table_name(telescope_type)}")
+            ids = node.col("tel_id")
+            types = node.col("event_type")[ids == tel_id] if "event_type" in node.colnames else np.full(len(ids), 32)
+            chunks = (
                 t[np.asarray(t["tel_id"]) == tel_id]
                 for t in source.iter_chunks(telescope_type, chunk_size, images=True, simulated=False)
-            ]
-        finally:
-            source.close()
-        return subarray, tel_id, chunks
+            )
+            yield subarray, tel_id, types, chunks
+        return
     with TableLoader(path, focal_length_choice="EQUIVALENT") as loader:
         subarray = loader.subarray
         tel_id = tel_id if tel_id is not None else int(sorted(subarray.tel)[0])
-        chunks = [
-            table
-            for _, _, table in loader.read_telescope_events_chunked(
-                chunk_size, telescopes=[tel_id], dl1_images=True, dl1_parameters=False, simulated=False,
-                true_images=False, true_parameters=False, instrument=False, pointing=False, observation_info=False,
-            )
-        ]
-    return subarray, tel_id, chunks
+        trigger = read_table(loader.h5file, DL1_TEL_TRIGGER_TABLE)
+        types = np.asarray(trigger["event_type"])[np.asarray(trigger["tel_id"]) == tel_id]
+        options = dict(dl1_images=True, dl1_parameters=False, simulated=False, true_images=False,
+                       true_parameters=False, instrument=False, pointing=False, observation_info=False)
+        chunks = (t for _, _, t in loader.read_telescope_events_chunked(chunk_size, telescopes=[tel_id], **options))
+        yield subarray, tel_id, types, chunks
 
 
 def _from_images(path, tel_id, lstchain, chunk_size):
-    subarray, tel_id, chunks = _image_tables(path, tel_id, lstchain, chunk_size)
-    geometry = subarray.tel[tel_id].camera.geometry
-    cleaner = LSTChainImageCleaner(subarray)
-    neighbours = geometry.neighbor_matrix
-    n_pix = geometry.n_pixels
-    total, total2, count = np.zeros(n_pix), np.zeros(n_pix), np.zeros(n_pix)
-    event_types = np.concatenate([np.asarray(t["event_type"]) for t in chunks if "event_type" in t.colnames] or [[]])
-    use_pedestals = np.any(event_types == _SKY_PEDESTAL)
-    n_used = 0
-    for table in chunks:
-        types = np.asarray(table["event_type"]) if "event_type" in table.colnames else np.full(len(table), 32)
-        for row in range(len(table)):
-            wanted = types[row] == _SKY_PEDESTAL if use_pedestals else types[row] not in _CALIBRATION_TYPES
-            if not wanted:
-                continue
-            image = np.asarray(table["image"][row], np.float64)
-            if use_pedestals:
-                dark = np.isfinite(image)
-            else:
-                mask = cleaner(tel_id, image, np.asarray(table["peak_time"][row], np.float64))
-                for _ in range(2):  # two rows of neighbours: the shower's faint halo
-                    mask = mask | (neighbours @ mask)
-                dark = ~mask & np.isfinite(image)
-            total[dark] += image[dark]
-            total2[dark] += image[dark] ** 2
-            count[dark] += 1
-            n_used += 1
+    with _image_chunks(path, tel_id, lstchain, chunk_size) as (subarray, tel_id, event_types, chunks):
+        geometry = subarray.tel[tel_id].camera.geometry
+        cleaner = LSTChainImageCleaner(subarray)
+        neighbours = geometry.neighbor_matrix
+        n_pix = geometry.n_pixels
+        total, total2, count = np.zeros(n_pix), np.zeros(n_pix), np.zeros(n_pix)
+        use_pedestals = bool(np.any(np.asarray(event_types) == _SKY_PEDESTAL))
+        n_used = 0
+        for table in chunks:
+            types = np.asarray(table["event_type"]) if "event_type" in table.colnames else np.full(len(table), 32)
+            for row in range(len(table)):
+                wanted = types[row] == _SKY_PEDESTAL if use_pedestals else types[row] not in _CALIBRATION_TYPES
+                if not wanted:
+                    continue
+                image = np.asarray(table["image"][row], np.float64)
+                if use_pedestals:
+                    dark = np.isfinite(image)
+                else:
+                    mask = cleaner(tel_id, image, np.asarray(table["peak_time"][row], np.float64))
+                    for _ in range(2):  # two rows of neighbours: the shower's faint halo
+                        mask = mask | (neighbours @ mask)
+                    dark = ~mask & np.isfinite(image)
+                total[dark] += image[dark]
+                total2[dark] += image[dark] ** 2
+                count[dark] += 1
+                n_used += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         variance = (total2 - count * mean**2) / (count - 1)
