@@ -1,8 +1,10 @@
 """An lstchain DL1 file rewritten as ctapipe DL1, readable by `~ctapipe.io.TableLoader`.
 
-What ``ctapipe-apply-gammalearn`` appends its DL2 to, so that every reader of
-ctapipe files (the benchmark, the observation-level figures, ``ctapipe-process``)
-takes lstchain runs unchanged. Written (paths from `ctapipe.io.hdf5dataformat`):
+What ``ctapipe-apply-gammalearn`` appends its DL2 to, so that the readers of ctapipe
+files through `~ctapipe.io.TableLoader` (the benchmark, the observation-level figures)
+take lstchain runs unchanged. ctapipe's event loop (`~ctapipe.io.HDF5EventSource`) does
+not open it: it wants tables an lstchain file has no content for (per-telescope trigger
+details, simulated camera images). Written (paths from `ctapipe.io.hdf5dataformat`):
 
 - the subarray (``/configuration/instrument``), observation and scheduling blocks;
 - subarray and telescope trigger tables (event times, event types);
@@ -195,7 +197,7 @@ def _write_blocks(writer, events):
 
 
 def _write_reference(writer, source, events):
-    """ctapipe's product metadata, so that `~ctapipe.io.HDF5EventSource` opens the file too."""
+    """ctapipe's product metadata (data levels, process, activity), as ctapipe-process writes it."""
     provenance = Provenance()
     if provenance.current_activity is None and not provenance.finished_activities:
         return  # outside a Tool there is no activity to describe
