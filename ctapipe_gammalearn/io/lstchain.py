@@ -30,7 +30,9 @@ import numpy as np
 import tables
 from astropy.table import QTable
 from astropy.time import Time
-from ctapipe.core import ToolConfigurationError
+from ctapipe.core import Component, ToolConfigurationError
+from ctapipe.core.traits import UseEnum
+from ctapipe.instrument import FocalLengthKind
 
 from .lstchain_instrument import read_lstchain_subarray
 
@@ -99,18 +101,24 @@ def is_lstchain_dl1(h5file: tables.File) -> bool:
     return any(isinstance(node, tables.Table) and "intensity" in node.colnames for node in group._v_children.values())
 
 
-class LSTChainDL1File:
+class LSTChainDL1File(Component):
     """An open lstchain DL1 file, read in ctapipe's column names and units.
 
-    Parameters
-    ----------
-    path : path-like
-    focal_length_choice : "EFFECTIVE" or "EQUIVALENT"
-        focal length of the camera frames (EFFECTIVE falls back to EQUIVALENT
-        where the file has none, as lstchain 0.7 to 0.9 files do)
+    ``LSTChainDL1File(path)``, or with ``parent``/``config`` as any ctapipe Component;
+    a context manager (closes the file).
     """
 
-    def __init__(self, path, focal_length_choice="EFFECTIVE"):
+    focal_length_choice = UseEnum(
+        FocalLengthKind,
+        default_value=FocalLengthKind.EFFECTIVE,
+        help=(
+            "focal length of the camera frames, hence of the telescope-frame parameters;"
+            " EFFECTIVE falls back to EQUIVALENT where the file has none (lstchain 0.7 to 0.9)"
+        ),
+    ).tag(config=True)
+
+    def __init__(self, path, config=None, parent=None, **kwargs):
+        super().__init__(config=config, parent=parent, **kwargs)
         self.path = path
         try:
             self.h5file = tables.open_file(path, "r")
@@ -119,7 +127,7 @@ class LSTChainDL1File:
         try:
             if not is_lstchain_dl1(self.h5file):
                 raise LSTChainDL1Error(f"{path}: not an lstchain DL1 file (no {PARAMETERS_GROUP}/<type> table)")
-            self.subarray = read_lstchain_subarray(self.h5file, focal_length_choice)
+            self.subarray = read_lstchain_subarray(self.h5file, self.focal_length_choice)
         except Exception:
             self.h5file.close()
             raise

@@ -67,7 +67,7 @@ class ApplyGammaPhysNet(GammaLearnTool):
         "n-threads": "GammaPhysNetReconstructor.n_threads",
     }
     flags = flag("progress", "ApplyGammaPhysNet.progress_bar", "show a progress bar", "no progress bar")
-    classes = [GammaPhysNetReconstructor, GammaPhysNetQualityQuery, StereoMeanCombiner]
+    classes = [GammaPhysNetReconstructor, GammaPhysNetQualityQuery, StereoMeanCombiner, LSTChainDL1File]
 
     def setup(self):
         self._check_paths()
@@ -118,7 +118,7 @@ class ApplyGammaPhysNet(GammaLearnTool):
             return self.input_url
         folder = self.enter_context(tempfile.TemporaryDirectory(dir=self.output_path.parent, prefix=".lstchain-"))
         converted = pathlib.Path(folder) / "dl1.h5"
-        with LSTChainDL1File(self.input_url) as source:
+        with LSTChainDL1File(self.input_url, parent=self) as source:
             write_ctapipe_dl1(source, converted, chunk_size=self.chunk_size)
         self.log.info("lstchain DL1 %s rewritten as ctapipe DL1", self.input_url)
         return converted
