@@ -36,25 +36,33 @@ class LatticeError(ValueError):
 
 
 def geometry_fingerprint(geometry) -> str:
-    """Short stable hash of the pixel layout (pixel order and positions).
+    """Short stable hash of the pixel layout: pixel order, lattice coordinates, pitch and rotation.
 
-    Positions are rounded to 1 mm (camera frame) or 1e-4 deg (telescope
-    frame), so float noise between readers of the same camera does not matter.
+    Two descriptions of one camera differ by float noise (LST-1 in lstchain's files and in
+    ctapipe_io_lst: up to 8 µm), and rounding every pixel position would split some pixels
+    across a rounding edge. So the hash holds what that noise cannot move: the integer
+    lattice coordinates of each pixel (the ``Lattice``'s own), the lattice kind, the pitch
+    (0.1 mm, or 1e-4 deg in the telescope frame) and the lattice rotation (0.1 deg).
     """
-    x, y = geometry.pix_x, geometry.pix_y
-    if x.unit.physical_type == "length":
-        xs = np.round(x.to_value(u.m) * 1e3)
-        ys = np.round(y.to_value(u.m) * 1e3)
-        tag = b"m"
+    pos = _pixel_positions(geometry)
+    if geometry.pix_x.unit.physical_type == "length":
+        pitch_unit, pitch_step, tag = u.m, 1e-4, b"m"
     else:
-        xs = np.round(x.to_value(u.deg) * 1e4)
-        ys = np.round(y.to_value(u.deg) * 1e4)
-        tag = b"deg"
+        pitch_unit, pitch_step, tag = u.deg, 1e-4, b"deg"
+    pos = pos * geometry.pix_x.unit.to(pitch_unit)
     digest = hashlib.sha256()
     digest.update(tag)
-    digest.update(np.int64(len(xs)).tobytes())
-    digest.update(xs.astype(np.int64).tobytes())
-    digest.update(ys.astype(np.int64).tobytes())
+    digest.update(np.int64(len(pos)).tobytes())
+    if len(pos) >= 7:
+        kind, spacing, angle = _lattice_kind_and_axes(pos)
+        coords = _axial_coordinates(pos, kind, spacing, angle)
+        symmetry = 60.0 if kind == "hex" else 90.0
+        rotation = round(float(np.degrees(angle)) % symmetry, 1) % symmetry
+        digest.update(kind.encode())
+        digest.update(np.int64([round(spacing / pitch_step), round(rotation * 10)]).tobytes())
+        digest.update(coords.astype(np.int64).tobytes())
+    else:  # too few pixels for a lattice: the rounded positions
+        digest.update(np.round(pos / pitch_step).astype(np.int64).tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -251,6 +251,26 @@ def test_fingerprint_is_stable():
     assert geometry_fingerprint(geometry) != geometry_fingerprint(hex_geometry(radius=3, rotation_deg=1))
 
 
+def test_fingerprint_ignores_reader_noise_but_not_the_layout():
+    """Two files' descriptions of one camera differ by micrometres (LST-1: 8 µm between lstchain
+    and ctapipe_io_lst); the fingerprint must not, while pitch, order and pixel count still count."""
+    geometry = hex_geometry(radius=6, spacing=0.05)
+    rng = np.random.default_rng(1)
+
+    def variant(x, y, **kwargs):
+        return CameraGeometry(name="variant", pix_id=np.arange(len(x)), pix_x=x, pix_y=y,
+                              pix_area=geometry.pix_area[: len(x)], pix_type=geometry.pix_type, **kwargs)
+
+    fingerprint = geometry_fingerprint(geometry)
+    for _ in range(20):  # no pixel lands across a rounding edge, whatever the noise
+        jitter = rng.uniform(-8e-6, 8e-6, size=(2, geometry.n_pixels)) * u.m
+        assert geometry_fingerprint(variant(geometry.pix_x + jitter[0], geometry.pix_y + jitter[1])) == fingerprint
+    assert geometry_fingerprint(variant(geometry.pix_x * 1.01, geometry.pix_y * 1.01)) != fingerprint
+    order = np.roll(np.arange(geometry.n_pixels), 1)
+    assert geometry_fingerprint(variant(geometry.pix_x[order], geometry.pix_y[order])) != fingerprint
+    assert geometry_fingerprint(variant(geometry.pix_x[:-1], geometry.pix_y[:-1])) != fingerprint
+
+
 def test_too_small_geometry_raises():
     from ctapipe_gammalearn.lattice import LatticeError
 

@@ -258,8 +258,8 @@ def test_apply_input_errors(case, no_images, tmp_path, capfd):
 
 @pytest.fixture(scope="module")
 def applied(lstchain_dir, tmp_path_factory):
-    """DL2 of the three files; tiny untrained models for the real and the simulated cameras
-    (their pixel positions differ by 8 µm, enough for different geometry fingerprints)."""
+    """DL2 of the three files, with one tiny untrained model made for the MC camera: the real
+    run's camera differs from it by 8 µm in pixel positions, and has the same fingerprint."""
     pytest.importorskip("torch", reason="exporting a model needs torch")
     from tiny_models import export_tiny
 
@@ -267,9 +267,9 @@ def applied(lstchain_dir, tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("lstchain_apply")
     outputs = {}
+    with LSTChainDL1File(lstchain_dir / GAMMA) as source:
+        model = export_tiny(source.subarray, LST, workdir / "model_mc")["onnx"]
     for name in (REAL, GAMMA, PROTON):
-        with LSTChainDL1File(lstchain_dir / name) as source:
-            model = export_tiny(source.subarray, LST, workdir / f"model_{name}")["onnx"]
         outputs[name] = workdir / f"{name}.dl2.h5"
         argv = ["--no-progress", "--n-threads=1", f"--input={lstchain_dir / name}", f"--output={outputs[name]}",
                 f"--model={model}"]
