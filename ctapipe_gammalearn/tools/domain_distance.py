@@ -103,7 +103,9 @@ class DomainDistanceTool(GammaLearnTool):
         for role, items in self.inputs.items():
             for item in items:
                 Provenance().add_input_file(str(item.path), role=f"DL1 {role}-domain events")
-        Provenance().add_input_file(str(self.checkpoint), role="γ-PhysNet checkpoint")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no ctapipe reference metadata in a checkpoint
+            Provenance().add_input_file(str(self.checkpoint), role="γ-PhysNet checkpoint")
 
     def start(self):
         from ..training.domain import cache_features
