@@ -33,7 +33,8 @@ TORCH_FREE_TESTS ?= \
 	tests/test_simulation_tool.py \
 	tests/test_simulation_baseline.py \
 	tests/test_domains.py \
-	tests/test_add_nsb.py
+	tests/test_add_nsb.py \
+	tests/test_lstchain.py
 
 .PHONY: env env-latest test test-full test-latest lint demo clean-demo
 
