@@ -89,11 +89,13 @@ def test_halves_of_one_file_are_one_domain(shift_setup, single_torch_thread):
                         labelled=False)
     assert len(cache) >= 80
     features = cache_features(model, cache, np.arange(len(cache)))
-    order = np.random.default_rng(3).permutation(len(features))
-    half = len(order) // 2
-    result = a_distance(features[order[:half]], features[order[half:]], seed=0)
-    # ~45 events per half: the error 0.5 is measured to +-0.05, A to +-0.2
-    assert abs(result["a_distance"]) < 0.5, result
+    values = []
+    for seed in range(5):  # five random splits in halves
+        order = np.random.default_rng(seed).permutation(len(features))
+        half = len(order) // 2
+        values.append(a_distance(features[order[:half]], features[order[half:]], seed=seed)["a_distance"])
+    # ~45 events per half: one split measures the error 0.5 to +-0.05, A to +-0.2; five, A to +-0.1
+    assert abs(np.mean(values)) < 0.35 and max(np.abs(values)) < 0.8, values
 
 
 def test_nominal_against_shifted_copy(shift_setup, single_torch_thread):
