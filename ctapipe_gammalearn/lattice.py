@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 
 __all__ = [
     "geometry_fingerprint",
+    "fingerprint_fits",
     "Lattice",
     "LatticeError",
     "HEX_KERNEL_MASK",
@@ -64,6 +65,25 @@ def geometry_fingerprint(geometry) -> str:
     else:  # too few pixels for a lattice: the rounded positions
         digest.update(np.round(pos / pitch_step).astype(np.int64).tobytes())
     return digest.hexdigest()[:16]
+
+
+def _legacy_fingerprint(geometry) -> str:
+    """The first fingerprint, of models exported before it changed: positions rounded to 1 mm (1e-4 deg)."""
+    x, y = geometry.pix_x, geometry.pix_y
+    length = x.unit.physical_type == "length"
+    unit, scale, tag = (u.m, 1e3, b"m") if length else (u.deg, 1e4, b"deg")
+    digest = hashlib.sha256()
+    digest.update(tag)
+    digest.update(np.int64(len(x)).tobytes())
+    digest.update(np.round(x.to_value(unit) * scale).astype(np.int64).tobytes())
+    digest.update(np.round(y.to_value(unit) * scale).astype(np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint_fits(fingerprint, geometry) -> bool:
+    """Whether a model card's (or checkpoint's) fingerprint is that of ``geometry``; models
+    exported with the older, position-rounding fingerprint still match their camera."""
+    return fingerprint in (geometry_fingerprint(geometry), _legacy_fingerprint(geometry))
 
 
 def _pixel_positions(geometry):

@@ -22,7 +22,7 @@ from ctapipe.reco.stereo_combination import StereoMeanCombiner
 
 from .compat import PARTICLE_TYPE_KEY, telescope_pointing
 from .dl2 import PREFIXES, columns_to_container, columns_to_table, dl2_columns
-from .lattice import geometry_fingerprint
+from .lattice import fingerprint_fits
 from .modelcard import OUTPUT_NAMES, OUTPUTS
 from .runtime import DEFAULT_BATCH_SIZE, load_model
 
@@ -94,8 +94,7 @@ def match_models(runtimes, subarray):
 
     matched = {}
     for tel_id, tel in subarray.tel.items():
-        fingerprint = geometry_fingerprint(tel.camera.geometry)
-        candidates = [r for r in runtimes if r.card.geometry_fingerprint == fingerprint]
+        candidates = [r for r in runtimes if fingerprint_fits(r.card.geometry_fingerprint, tel.camera.geometry)]
         exact = [r for r in candidates if r.card.telescope_type == str(tel)]
         same_class = [
             r for r in candidates if _size_class(r.card.telescope_type) == _size_class(str(tel))

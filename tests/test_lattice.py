@@ -277,3 +277,19 @@ def test_too_small_geometry_raises():
     tiny = _geometry("Tiny", np.arange(3) * 0.01, np.zeros(3), 0.0, PixelShape.SQUARE, 0.01)
     with pytest.raises(LatticeError, match="Tiny"):
         Lattice.from_geometry(tiny)
+
+
+def test_models_with_the_first_fingerprint_still_fit_their_camera():
+    """Exported models carry the fingerprint of their time: the position-rounding one still matches."""
+    import hashlib
+
+    from ctapipe_gammalearn.lattice import fingerprint_fits
+
+    geometry = hex_geometry(radius=4)
+    digest = hashlib.sha256(b"m" + np.int64(geometry.n_pixels).tobytes())
+    for coordinate in (geometry.pix_x, geometry.pix_y):
+        digest.update(np.round(coordinate.to_value(u.m) * 1e3).astype(np.int64).tobytes())
+    first = digest.hexdigest()[:16]
+    assert first != geometry_fingerprint(geometry)
+    assert fingerprint_fits(first, geometry) and fingerprint_fits(geometry_fingerprint(geometry), geometry)
+    assert not fingerprint_fits(first, hex_geometry(radius=4, spacing=0.06))

@@ -19,7 +19,7 @@ from ctapipe.io.hdf5dataformat import (
 )
 
 from ..io.lstchain import NO_IMAGES_HINT, LSTChainDL1File, is_lstchain_dl1
-from ..lattice import geometry_fingerprint
+from ..lattice import fingerprint_fits, geometry_fingerprint
 
 __all__ = [
     "CTAPIPE",
@@ -179,7 +179,7 @@ def check_target_inputs(targets, telescope_type, fingerprint):
     """
     for item in targets:
         _, geometry, found = check_inputs([item], telescope_type, labelled=False)
-        if found != fingerprint:
+        if not fingerprint_fits(fingerprint, geometry):
             raise DL1InputError(
                 f"{item.path}: target camera geometry {geometry.name} ({found}) differs from the training "
                 f"files' ({fingerprint}); the target must be seen by the same camera layout"
