@@ -337,6 +337,21 @@ def test_dann_resume_after_kill_matches_uninterrupted(dann_setup):
             assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-9), key
 
 
+@pytest.mark.slow
+def test_dann_under_ddp_two_cpu_processes(dann_setup):
+    """The tool's launcher with two gloo workers: the domain task trains on every rank."""
+    args, base, _, _ = dann_setup
+    cmd = [sys.executable, "-m", "ctapipe_gammalearn.tools.train", "--nproc-per-node=2",
+           *map(str, args("ddp")), "--device=cpu"]
+    proc = subprocess.run(cmd, cwd=base, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((base / "ddp" / "report.json").read_text())
+    assert report["training"]["world_size"] == 2
+    assert report["training"]["domain_adaptation"]["method"] == "dann"
+    assert all(np.isfinite(e["train_domain"]) and np.isfinite(e["val_loss"]) for e in report["epochs"])
+
+
 def _one_error_line(capfd):
     stderr = capfd.readouterr().err
     errors = [line for line in stderr.splitlines() if "ERROR" in line and "--help" not in line]
