@@ -237,6 +237,32 @@ def test_domain_task_is_balanced_checkpointed_and_resumed(method, balancing, tin
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-6)
 
 
+def test_resume_with_another_method_is_refused(tiny_domain, tmp_path, single_torch_thread):
+    from ctapipe_gammalearn.training.checkpoint import load_checkpoint
+
+    make_domain_trainer(tiny_domain, tmp_path, "dann", epochs=1).fit(1)
+    checkpoint = load_checkpoint(tmp_path / "checkpoint_last.pt")
+    other = make_domain_trainer(tiny_domain, tmp_path / "other", "coral", epochs=1)
+    with pytest.raises(ValueError, match="resume with the same --domain-adaptation"):
+        other.load_state(checkpoint)
+    plain = make_trainer_without_domain(tiny_domain, tmp_path / "plain")
+    with pytest.raises(ValueError, match="holds 1 extra loss terms"):
+        plain.load_state(checkpoint)
+
+
+def make_trainer_without_domain(tiny_domain, tmp_path):
+    from ctapipe_gammalearn.training.balancing import make_balancer
+    from ctapipe_gammalearn.training.loop import Trainer
+    from ctapipe_gammalearn.training.losses import TASKS, MultitaskLoss
+    from ctapipe_gammalearn.training.setup import make_optimizer
+    from ctapipe_gammalearn.training.stream import BatchStream
+
+    source, _, build = tiny_domain
+    model, balancer = build(), make_balancer("uncertainty", TASKS)
+    return Trainer(model, MultitaskLoss("l1"), balancer, make_optimizer(model, balancer, 1e-3, 0.0),
+                   BatchStream(source, np.arange(16), batch_size=8), progress=False)
+
+
 def test_domain_task_under_bf16_autocast(tiny_domain, tmp_path, single_torch_thread):
     history = make_domain_trainer(tiny_domain, tmp_path, "dan", epochs=1, amp_dtype=torch.bfloat16).fit(1)
     assert np.isfinite(history[-1]["train_domain"]) and np.isfinite(history[-1]["train_loss"])

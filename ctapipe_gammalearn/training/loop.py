@@ -269,13 +269,17 @@ class Trainer:
                 f"the checkpoint holds {len(extra_states)} extra loss terms (domain heads), "
                 f"this run has {len(self.extra_modules)}: resume with the same --domain-adaptation"
             )
+        for module, state in zip(self.extra_modules, extra_states):
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as err:
+                reason = str(err).splitlines()[0]
+                raise ValueError(f"{reason}: resume with the same --domain-adaptation") from None
         self.model.load_state_dict(checkpoint[Keys.MODEL_STATE])
         self.optimizer.load_state_dict(checkpoint[Keys.OPTIMIZER_STATE])
         if self.scheduler is not None and checkpoint.get(Keys.SCHEDULER_STATE) is not None:
             self.scheduler.load_state_dict(checkpoint[Keys.SCHEDULER_STATE])
         self.balancer.load_state_dict(checkpoint[Keys.BALANCER_STATE])
-        for module, state in zip(self.extra_modules, extra_states):
-            module.load_state_dict(state)
         self.scaler.load_state_dict(checkpoint[Keys.SCALER_STATE])
         self.epoch = checkpoint[Keys.EPOCH]
         self.global_step = checkpoint[Keys.GLOBAL_STEP]
