@@ -98,18 +98,27 @@ def _noise_outside_mask(image, mask):
         return np.nanstd(values, axis=1), np.nanmean(values, axis=1)
 
 
-def dl1_statistics(path, telescope_type, quality_query=None, chunk_size=1000):
-    """Per-event `SHIFT_COLUMNS` of the ``telescope_type`` events of a DL1 file passing ``quality_query``.
+def dl1_statistics(path, telescope_type, quality_query=None, chunk_size=1000, max_events=None):
+    """Per-event `SHIFT_COLUMNS` of the ``telescope_type`` events of a DL1 file passing ``quality_query``
+    (the first ``max_events`` of them, all by default).
 
     Read chunk by chunk as the cache reads them (`data.cache`), so any DL1 format the cache takes.
     """
+    import contextlib
+
     from ..data.cache import _read_chunks
 
-    parts = []
-    for table in _read_chunks(path, telescope_type, chunk_size, simulated=False):
-        if quality_query is not None:
-            table = table[quality_query.mask(table)]
-        parts.append(_event_statistics(table))
+    parts, n = [], 0
+    with contextlib.closing(_read_chunks(path, telescope_type, chunk_size, simulated=False)) as chunks:
+        for table in chunks:
+            if quality_query is not None:
+                table = table[quality_query.mask(table)]
+            parts.append(_event_statistics(table))
+            n += len(table)
+            if max_events is not None and n >= max_events:
+                break
+    if max_events is not None and parts:
+        return vstack(parts)[:max_events]
     if not parts:
         return Table({name: np.zeros(0) for name in SHIFT_COLUMNS})
     return vstack(parts)

@@ -54,7 +54,8 @@ class DomainDistanceTool(GammaLearnTool):
     output_path = PathTrait(default_value=None, allow_none=True, help="output directory").tag(config=True)
     cache_dir = PathTrait(default_value=None, allow_none=True, help="DL1 cache directory (default: OUTPUT_DIR/cache)"
                           ).tag(config=True)
-    max_events = Int(5000, help="events per domain drawn from the cache for the features").tag(config=True)
+    max_events = Int(5000, help="events per domain: drawn from the cache for the features, read for the DL1 statistics"
+                     ).tag(config=True)
     embedding_events = Int(1000, help="events per domain in the t-SNE figure").tag(config=True)
     folds = Int(5, help="cross-validation folds of the domain classifier").tag(config=True)
     seed = Int(0, help="seed of the event draws, folds and t-SNE").tag(config=True)
@@ -119,8 +120,9 @@ class DomainDistanceTool(GammaLearnTool):
                                 progress=self.progress_bar, log=self.log, labelled=False)
             rows = rng.choice(len(cache), min(len(cache), self.max_events), replace=False)
             self.features[role] = cache_features(self.model, cache, rows, self.batch_size, self.torch_device)
-            self.statistics[role] = vstack([dl1_statistics(i.path, self.telescope_type, quality, self.chunk_size)
-                                            for i in items])
+            per_file = -(-self.max_events // len(items))  # the DL1 statistics of as many events, from every file
+            self.statistics[role] = vstack([dl1_statistics(i.path, self.telescope_type, quality, self.chunk_size,
+                                                           per_file) for i in items])
         try:
             self.result = a_distance(self.features["source"], self.features["target"], self.seed, self.folds)
         except ValueError as err:
