@@ -47,6 +47,9 @@ class TrainGammaPhysNet(GammaLearnTool):
     an atomic checkpoint (``--resume`` continues from it); at the end the best
     model (validation loss) is exported to ONNX + TorchScript, with
     ``report.json`` and PNG plots of the losses and validation performance.
+    ``--target`` with ``--domain-adaptation`` adds unlabelled target-domain files (observed
+    runs) as one more balanced task; ``--nsb-match`` gives the training images the pixel
+    noise of other files (docs/domain_adaptation.md).
     """
 
     name = "ctapipe-train-gammalearn"
@@ -55,6 +58,8 @@ class TrainGammaPhysNet(GammaLearnTool):
     ctapipe-train-gammalearn --signal 'gamma_*.dl1.h5' --background 'proton_*.dl1.h5' \\
         --output-dir run1 --epochs 20 --preset small --seed 1
     ctapipe-train-gammalearn --nproc-per-node 4 --signal ... --output-dir run1
+    ctapipe-train-gammalearn --signal ... --background ... --target 'run_*.dl1.h5' --domain-adaptation dann \
+        --output-dir run_dann
     torchrun --nproc-per-node 4 $(which ctapipe-train-gammalearn) --TrainGammaPhysNet.signal=... --output-dir run1
     """ + LAUNCH_HELP
 
