@@ -140,3 +140,21 @@ def test_bad_input_is_one_error_line(case, shift_setup, shared_data, tmp_path, c
                "not_a_checkpoint": "not a readable checkpoint"}[case]
     assert f"{named}: " in errors[0] and message in errors[0], errors[0]
     assert not out.exists()
+
+
+def test_real_lst1_run_against_lstchain_mc(shift_setup, shared_data, single_torch_thread):
+    """A smoke test of the monitor use: the 17 real LST-1 events against lstchain MC, with a model of
+    the simulator's LST-1 camera (the same fingerprint as both lstchain cameras). 17 events measure
+    nothing about the shift; the tool must read both formats and count what it compared."""
+    _, _, run, config, base = shift_setup
+    lstchain = shared_data / "lstchain_dl1"
+    out = base / "real_out"
+    argv = [f"--source={lstchain / 'mc_gamma_17events.dl1.h5'}", f"--source={lstchain / 'mc_proton_17events.dl1.h5'}",
+            f"--target={lstchain / 'lst1_observed_run_2021-03_17events.dl1.h5'}", f"--model={run}",
+            f"--output-dir={out}", f"--config={config}", "--no-progress", f"--cache-dir={base / 'real_cache'}"]
+    assert run_tool(DomainDistanceTool(), argv, raises=True) == 0
+    result = json.loads((out / "domain_distance.json").read_text())
+    assert 5 <= result["n_target"] == min(result["n_source_available"], result["n_target_available"]) <= 17
+    assert -2.0 <= result["a_distance"] <= 2.0 and 0.0 <= result["classifier_error"] <= 1.0
+    rows = {row["feature"]: row for row in Table.read(out / "feature_shift.ecsv")}
+    assert rows["nsb_level"]["n_target"] == result["n_target_available"]
