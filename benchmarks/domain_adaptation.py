@@ -1,0 +1,235 @@
+"""Domain adaptation on simulated LST-1 data: every method trained on nominal MC and tested on a
+shifted, labelled target (docs/domain_adaptation.md holds the tables).
+
+    python benchmarks/domain_adaptation.py --work-dir da_bench            # shift B, every row
+    python benchmarks/domain_adaptation.py --work-dir da_bench --rows none dann oracle --epochs 3
+
+Shift B: 3x NSB, 2 % dead pixels, 3 stars, 0.8x optical efficiency (docs/domains.md), one
+conditions seed for all shifted files. Files (seeds and obs ids of their own):
+- source: nominal diffuse gammas and protons, two files each (the training validates on whole files);
+- target: shifted gammas and protons, two files each: unlabelled target of the adaptation rows,
+  labelled training set of the oracle;
+- test: shifted diffuse gammas and protons (every row is measured there), and nominal diffuse
+  gammas (the source side of the A-distance).
+Rows: γ-PhysNet trained on the source only, with matched NSB, with DANN, conditional DANN,
+DeepCORAL and DAN; the oracle (trained on the labelled target); Hillas+RF trained on the source.
+Every γ-PhysNet row has the same preset, epochs and seed. Each step is skipped when its output
+exists, so an interrupted run goes on where it stopped. Prints a markdown table.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+RESOURCES = Path(__file__).resolve().parents[1] / "ctapipe_gammalearn" / "resources"
+SHIFT_B = ["--nsb-scale=3", "--stars=3", "--dead-pixel-fraction=0.02", "--optical-efficiency-scale=0.8",
+           "--conditions-seed=1"]
+GAMMA = ["--particle=gamma", "--energy-min=0.01", "--energy-max=100", "--core-max=500", "--viewcone-max=2.5"]
+PROTON = ["--particle=proton", "--energy-min=0.02", "--energy-max=200", "--core-max=700", "--viewcone-max=8"]
+ROWS = {  # row -> extra arguments of ctapipe-train-gammalearn (None: trained on the labelled target)
+    "none": [],
+    "nsb-match": ["--nsb-match={target}"],
+    "dann": ["--target={target}", "--domain-adaptation=dann"],
+    "cdann": ["--target={target}", "--domain-adaptation=cdann"],
+    "coral": ["--target={target}", "--domain-adaptation=coral"],
+    "dan": ["--target={target}", "--domain-adaptation=dan"],
+    "oracle": None,
+}
+
+
+def run(args, log):
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        subprocess.run([str(a) for a in args], check=True, stdout=out, stderr=subprocess.STDOUT)
+    print(f"  {Path(args[0]).name} {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def simulate(work, name, kind, n, seed, shifted, spectral_index):
+    path = work / "dl1" / f"{name}.dl1.h5"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run([BIN / "ctapipe-gammalearn-simulate", *(GAMMA if kind == "gamma" else PROTON), f"--n-events={n}",
+             f"--seed={seed}", f"--obs-id={seed}", f"--spectral-index={spectral_index}",
+             *(SHIFT_B if shifted else []), f"--output={path}", "--no-progress"], work / "logs" / f"sim_{name}.log")
+    return path
+
+
+def make_files(work, args):
+    files = {"source": [], "target": []}
+    for part in (1, 2):
+        for domain, shifted, base in (("source", False, 100), ("target", True, 300)):
+            files[domain] += [
+                (simulate(work, f"{domain}_gamma_{part}", "gamma", args.train_gammas // 2, base + part, shifted, -2),
+                 "signal"),
+                (simulate(work, f"{domain}_proton_{part}", "proton", args.train_protons // 2, base + 10 + part,
+                          shifted, -2), "background"),
+            ]
+    files["test_gamma"] = simulate(work, "test_gamma_shifted", "gamma", args.test_gammas, 501, True, -1.5)
+    files["test_proton"] = simulate(work, "test_proton_shifted", "proton", args.test_protons, 502, True, -1.5)
+    files["source_test_gamma"] = simulate(work, "test_gamma_nominal", "gamma", args.test_gammas, 503, False, -1.5)
+    return files
+
+
+def train(work, row, files, args):
+    out = work / "models" / row
+    if (out / "report.json").exists():
+        return out
+    labelled = files["target"] if ROWS[row] is None else files["source"]
+    target = ",".join(str(p) for p, role in files["target"])
+    extra = [a.format(target=p) for a in (ROWS[row] or []) for p in target.split(",")]
+    extra = list(dict.fromkeys(extra))  # a method flag once, one --target/--nsb-match per file
+    run([BIN / "ctapipe-train-gammalearn", *(f"--{role}={p}" for p, role in labelled), f"--output-dir={out}",
+         f"--preset={args.preset}", f"--epochs={args.epochs}", f"--seed={args.seed}", "--no-progress", "--overwrite",
+         *extra], work / "logs" / f"train_{row}.log")
+    return out
+
+
+def baseline(work, files):
+    """Hillas+RF on the source: trained once, applied to the shifted test files."""
+    models = work / "models" / "hillas_rf"
+    models.mkdir(parents=True, exist_ok=True)
+    merged = {}
+    for role in ("signal", "background"):
+        merged[role] = work / "dl1" / f"source_{role}.merged.dl1.h5"
+        if not merged[role].exists():
+            run([BIN / "ctapipe-merge", *(p for p, r in files["source"] if r == role), f"--output={merged[role]}"],
+                work / "logs" / f"merge_{role}.log")
+    for tool, name, inputs in (
+        ("ctapipe-train-energy-regressor", "energy_regressor", [f"--input={merged['signal']}"]),
+        ("ctapipe-train-disp-reconstructor", "disp_reconstructor", [f"--input={merged['signal']}"]),
+        ("ctapipe-train-particle-classifier", "particle_classifier",
+         [f"--signal={merged['signal']}", f"--background={merged['background']}"]),
+    ):
+        if not (models / f"{name}.pkl").exists():
+            run([BIN / tool, "-c", RESOURCES / f"baseline_{name}.yaml", *inputs, f"--output={models / name}.pkl"],
+                work / "logs" / f"train_{name}.log")
+    dl2 = {}
+    for kind in ("test_gamma", "test_proton"):
+        dl2[kind] = work / "dl2" / f"{kind}.baseline.dl2.h5"
+        if not dl2[kind].exists():
+            dl2[kind].parent.mkdir(parents=True, exist_ok=True)
+            run([BIN / "ctapipe-apply-models", "-c", RESOURCES / "baseline_apply.yaml", f"--input={files[kind]}",
+                 *(f"--reconstructor={models / n}.pkl" for n in ("energy_regressor", "disp_reconstructor",
+                                                                  "particle_classifier")),
+                 f"--output={dl2[kind]}"], work / "logs" / f"apply_baseline_{kind}.log")
+    return dl2
+
+
+def evaluate(work, row, model_dir, baseline_dl2, files):
+    """DL2 of the row on the shifted test files, its benchmark report and its A-distance."""
+    report = work / "reports" / row
+    if not (report / "metrics.json").exists():
+        onnx = next(model_dir.glob("gammaphysnet_*.onnx"))
+        dl2 = []
+        for kind, path in baseline_dl2.items():
+            dl2.append(work / "dl2" / f"{kind}.{row}.dl2.h5")
+            if not dl2[-1].exists():
+                run([BIN / "ctapipe-apply-gammalearn", f"--input={path}", f"--model={onnx}", f"--output={dl2[-1]}",
+                     "--no-progress"], work / "logs" / f"apply_{row}_{kind}.log")
+        run([BIN / "ctapipe-gammalearn-benchmark", *(f"--input={p}" for p in dl2), f"--output-dir={report}"],
+            work / "logs" / f"benchmark_{row}.log")
+    distance = work / "distance" / row
+    if not (distance / "domain_distance.json").exists():
+        run([BIN / "ctapipe-gammalearn-domain-distance", f"--source={files['source_test_gamma']}",
+             f"--target={files['test_gamma']}", f"--model={model_dir}", f"--output-dir={distance}", "--no-progress"],
+            work / "logs" / f"distance_{row}.log")
+    return report / "metrics.json", distance / "domain_distance.json"
+
+
+def _overall(metrics, prefix, kind, key, level="mono"):
+    return metrics[level][prefix][kind]["overall"].get(key)
+
+
+def _band(metrics, prefix, e_min, e_max, level="mono"):
+    """Angular resolution of the events between e_min and e_max TeV: the event-weighted mean of the bins'."""
+    bins = [b for b in metrics[level][prefix]["geometry"]["bins"]
+            if b["energy_min_tev"] >= e_min * 0.999 and b["energy_max_tev"] <= e_max * 1.001
+            and b.get("angular_resolution_deg") is not None]
+    n = sum(b["n_events"] for b in bins)
+    return sum(b["angular_resolution_deg"] * b["n_events"] for b in bins) / n if n else None
+
+
+def table_row(name, metrics, distance, prefixes):
+    energy, classifier, geometry = prefixes
+    return {
+        "row": name,
+        "auc": _overall(metrics, classifier, "classification", "auc"),
+        "protons_kept": _overall(metrics, classifier, "classification", "background_efficiency"),
+        "energy_resolution": _overall(metrics, energy, "energy", "energy_resolution"),
+        "angular_resolution": _overall(metrics, geometry, "geometry", "angular_resolution_deg"),
+        "angular_low": _band(metrics, geometry, 0.02, 0.2),
+        "angular_mid": _band(metrics, geometry, 0.2, 2.0),
+        "angular_high": _band(metrics, geometry, 2.0, 200.0),
+        "a_distance": distance,
+    }
+
+
+def print_table(rows):
+    columns = ("auc", "protons_kept", "energy_resolution", "angular_resolution", "angular_low", "angular_mid",
+               "angular_high", "a_distance")
+    print("| row | AUC | protons kept at 70 % γ | ΔE/E | θ68 all [deg] | θ68 < 0.2 TeV | θ68 0.2–2 TeV | "
+          "θ68 > 2 TeV | A-distance |")
+    print("|---|" + "---|" * len(columns))
+    for row in rows:
+        cells = ["—" if row[c] is None else f"{row[c]:.3f}" for c in columns]
+        print(f"| {row['row']} | " + " | ".join(cells) + " |")
+
+
+def gaps(rows):
+    """Share of the source-only → oracle gap recovered by each adaptation row (AUC, angular resolution)."""
+    by = {r["row"]: r for r in rows}
+    if "none" not in by or "oracle" not in by:
+        return
+    for key in ("auc", "angular_resolution"):
+        gap = by["oracle"][key] - by["none"][key]
+        for name, row in by.items():
+            if name in ("none", "oracle", "Hillas+RF") or not gap:
+                continue
+            print(f"{name}: {key} gap recovered {(row[key] - by['none'][key]) / gap:+.0%}")
+    for name, row in by.items():
+        if row["a_distance"] is not None and by["none"]["a_distance"]:
+            print(f"{name}: A-distance {row['a_distance']:.2f} = {row['a_distance'] / by['none']['a_distance']:.2f}x "
+                  "source-only")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", type=Path, default=Path("da_bench"))
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--train-gammas", type=int, default=2000)
+    parser.add_argument("--train-protons", type=int, default=1000)
+    parser.add_argument("--test-gammas", type=int, default=1500)
+    parser.add_argument("--test-protons", type=int, default=1000)
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    work = args.work_dir
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    print(f"{time.strftime('%H:%M:%S')} simulating", flush=True)
+    files = make_files(work, args)
+    baseline_dl2 = baseline(work, files)
+    rows = []
+    for row in args.rows:
+        print(f"{time.strftime('%H:%M:%S')} row {row}", flush=True)
+        model_dir = train(work, row, files, args)
+        metrics_path, distance_path = evaluate(work, row, model_dir, baseline_dl2, files)
+        metrics = json.loads(metrics_path.read_text())
+        distance = json.loads(distance_path.read_text())["a_distance"]
+        rows.append(table_row(row, metrics, distance,
+                              ("GammaPhysNetEnergy", "GammaPhysNetClassifier", "GammaPhysNetGeometry")))
+        if len(rows) == 1:
+            refs = metrics["references"]["mono"]
+            hillas = table_row("Hillas+RF", metrics, None, (refs["energy"], refs["classification"], refs["geometry"]))
+    rows.append(hillas)
+    print_table(rows)
+    gaps(rows)
+    (work / "table.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
