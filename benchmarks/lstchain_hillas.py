@@ -15,11 +15,10 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
-from ctapipe.containers import ArrayEventContainer
-from ctapipe.image import ImageProcessor
 from traitlets.config import Config
 
 from ctapipe_gammalearn.io import LSTChainDL1File
+from ctapipe_gammalearn.io.lstchain_cleaning import image_parameters
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "lstchain_dl1"
 COLUMNS = {
@@ -39,16 +38,7 @@ CLEANINGS = {
 
 def recompute(subarray, table, cleaner, options):
     config = Config({cleaner: {"min_picture_neighbors": 2, **options}})
-    processor = ImageProcessor(subarray, image_cleaner_type=cleaner, config=config)
-    rows = []
-    for row in table:
-        event = ArrayEventContainer()
-        dl1 = event.dl1.tel[int(row["tel_id"])]
-        dl1.image = np.asarray(row["image"], np.float64)
-        dl1.peak_time = np.asarray(row["peak_time"], np.float64)
-        processor(event)
-        rows.append(dl1.parameters.as_dict(recursive=True, flatten=True, add_prefix=True))
-    return rows
+    return image_parameters(subarray, table, cleaner, config)
 
 
 def values(column, unit, table=None, rows=None):

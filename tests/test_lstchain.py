@@ -10,9 +10,7 @@ import pytest
 import tables
 from astropy.coordinates import AltAz, SkyCoord
 from astropy.time import Time
-from ctapipe.containers import ArrayEventContainer
 from ctapipe.core import run_tool
-from ctapipe.image import ImageProcessor
 from ctapipe.instrument import SubarrayDescription
 from ctapipe.io import TableLoader
 
@@ -21,6 +19,7 @@ from ctapipe_gammalearn.data.inputs import CTAPIPE, LSTCHAIN, DL1InputError, che
 from ctapipe_gammalearn.data.noise import estimate_pixel_noise, nominal_simulator_noise
 from ctapipe_gammalearn.evaluation.observation import observed_events
 from ctapipe_gammalearn.io import LST_SITE, LSTChainDL1File, read_lstchain_subarray, write_ctapipe_dl1
+from ctapipe_gammalearn.io.lstchain_cleaning import image_parameters
 from ctapipe_gammalearn.lattice import geometry_fingerprint
 
 REAL = "lst1_observed_run_2021-03_17events.dl1.h5"
@@ -81,20 +80,6 @@ def test_neither_format_is_one_line_error(tmp_path):
     assert str(path) in message and "neither ctapipe nor lstchain DL1" in message and "\n" not in message
 
 
-def _image_processor_parameters(subarray, table):
-    """ctapipe's parameters of the images in ``table``, with lstchain's cleaning."""
-    processor = ImageProcessor(subarray, image_cleaner_type="LSTChainImageCleaner")
-    rows = []
-    for row in table:
-        event = ArrayEventContainer()
-        dl1 = event.dl1.tel[int(row["tel_id"])]
-        dl1.image = np.asarray(row["image"], np.float64)
-        dl1.peak_time = np.asarray(row["peak_time"], np.float64)
-        processor(event)
-        rows.append(dl1.parameters.as_dict(recursive=True, flatten=True, add_prefix=True))
-    return rows
-
-
 def _values(rows, name, unit):
     return np.array([u.Quantity(r[name]).to_value(unit) if unit is not None else r[name] for r in rows], float)
 
@@ -122,7 +107,7 @@ EXACT = {
 @pytest.mark.parametrize("name", [REAL, GAMMA, PROTON])
 def test_parameters_agree_with_image_processor(name, lstchain_dir):
     subarray, table = read(lstchain_dir / name)
-    recomputed = _image_processor_parameters(subarray, table)
+    recomputed = image_parameters(subarray, table)
     parametrised = np.isfinite(np.asarray(table["hillas_intensity"]))
     assert parametrised.sum() >= 13
     for column, unit in EXACT.items():

@@ -13,7 +13,7 @@ import numpy as np
 from ctapipe.core.traits import FloatTelescopeParameter
 from ctapipe.image import TailcutsImageCleaner, apply_time_delta_cleaning
 
-__all__ = ["LSTChainImageCleaner"]
+__all__ = ["LSTChainImageCleaner", "image_parameters"]
 
 
 class LSTChainImageCleaner(TailcutsImageCleaner):
@@ -35,3 +35,22 @@ class LSTChainImageCleaner(TailcutsImageCleaner):
         times = np.where(mask, arrival_times, np.nan)  # only the tailcuts pixels count, as in lstchain
         geometry = self.subarray.tel[tel_id].camera.geometry
         return apply_time_delta_cleaning(geometry, mask, times, min_number_neighbors=1, time_limit=delta_time)
+
+
+def image_parameters(subarray, table, image_cleaner_type="LSTChainImageCleaner", config=None):
+    """ctapipe's DL1 parameters (prefixed, flat dicts, one per row) of the images of an lstchain
+    table (``image``, ``peak_time``, ``tel_id``), cleaned by ``image_cleaner_type``: what
+    `~ctapipe.image.ImageProcessor` gives where lstchain's own parameters are to be checked."""
+    from ctapipe.containers import ArrayEventContainer
+    from ctapipe.image import ImageProcessor
+
+    processor = ImageProcessor(subarray, image_cleaner_type=image_cleaner_type, config=config)
+    rows = []
+    for row in table:
+        event = ArrayEventContainer()
+        dl1 = event.dl1.tel[int(row["tel_id"])]
+        dl1.image = np.asarray(row["image"], np.float64)
+        dl1.peak_time = np.asarray(row["peak_time"], np.float64)
+        processor(event)
+        rows.append(dl1.parameters.as_dict(recursive=True, flatten=True, add_prefix=True))
+    return rows
