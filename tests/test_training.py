@@ -387,3 +387,14 @@ def test_trainer_passes_the_disp_terms_and_lets_them_go(tiny_setup, tmp_path):
     # two training batches with the terms, then validation (eval mode) without them
     assert seen == [True, True, False]
     assert trainer.model.direction_terms is None
+
+
+def test_amp_dtype_on_cpu_only_when_asked():
+    """CPU autocast is opt-in (bf16 is faster only on CPUs with bf16 matrix units); auto stays fp32."""
+    from ctapipe_gammalearn.training.setup import amp_dtype
+
+    cpu = torch.device("cpu")
+    assert amp_dtype("bf16", cpu) is torch.bfloat16
+    assert amp_dtype("auto", cpu) is None and amp_dtype("off", cpu) is None and amp_dtype("fp16", cpu) is None
+    assert amp_dtype("off", torch.device("cuda")) is None
+    assert amp_dtype("fp16", torch.device("cuda")) is torch.float16

@@ -113,9 +113,10 @@ class TrainGammaPhysNet(GammaLearnTool):
     device = CaselessStrEnum(["auto", "cpu", "cuda"], default_value="auto", help="auto: CUDA when present").tag(
         config=True
     )
-    amp = CaselessStrEnum(["auto", "off", "bf16", "fp16"], default_value="auto", help="mixed precision (GPU only)").tag(
-        config=True
-    )
+    amp = CaselessStrEnum(
+        ["auto", "off", "bf16", "fp16"], default_value="auto",
+        help="mixed precision: on a GPU bf16 where supported (auto) or fp16; on CPU only bf16 when asked",
+    ).tag(config=True)
     compile = Bool(False, help="torch.compile the model").tag(config=True)
     chunk_size = Int(1000, help="subarray events per chunk when building the cache").tag(config=True)
     pixel_dtype = CaselessStrEnum(["float16", "float32"], default_value="float16", help="cached image dtype").tag(
