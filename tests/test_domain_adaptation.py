@@ -294,7 +294,9 @@ def noisy_copy(path, out, mean_pe, seed=0):
 
 
 @pytest.fixture(scope="module")
-def dann_setup(tmp_path_factory):
+def dann_setup(tmp_path_factory, single_torch_thread):
+    """The uninterrupted DANN run, on one torch thread (the killed run's subprocess gets one too:
+    float sums in another order would differ at 1e-5 after an epoch)."""
     gammas, protons = simulated_dl1(tmp_path_factory)
     base = tmp_path_factory.mktemp("dann_runs")
     target = noisy_copy(gammas[1], base / "target_noisy.dl1.h5", 8.0)
@@ -344,7 +346,8 @@ def test_dann_resume_after_kill_matches_uninterrupted(dann_setup):
     args, base, _, _ = dann_setup
     straight = json.loads((base / "straight" / "report.json").read_text())
     cmd = [sys.executable, "-m", "ctapipe_gammalearn.tools.train", *map(str, args("killed"))]
-    proc = subprocess.Popen(cmd, cwd=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # the threads of the straight run (dann_setup)
+    proc = subprocess.Popen(cmd, cwd=base, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = base / "killed" / "checkpoint_last.pt"
     deadline = time.monotonic() + 240
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
