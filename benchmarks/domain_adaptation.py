@@ -6,8 +6,9 @@ shifted, labelled target (docs/domain_adaptation.md holds the tables).
 
 Shift B: 3x NSB, 2 % dead pixels, 3 stars, 0.8x optical efficiency (docs/domains.md), one
 conditions seed for all shifted files. Files (seeds and obs ids of their own):
-- source: nominal diffuse gammas and protons, two files each (the training validates on whole files);
-- target: shifted gammas and protons, two files each: unlabelled target of the adaptation rows,
+- source: nominal diffuse gammas and protons, ``--parts`` files each (the training validates on
+  whole files: one per class);
+- target: shifted gammas and protons, as many files: unlabelled target of the adaptation rows,
   labelled training set of the oracle;
 - test: shifted diffuse gammas and protons (every row is measured there), and nominal diffuse
   gammas (the source side of the A-distance).
@@ -60,13 +61,13 @@ def simulate(work, name, kind, n, seed, shifted, spectral_index):
 
 def make_files(work, args):
     files = {"source": [], "target": []}
-    for part in (1, 2):
+    n_gammas, n_protons = args.train_gammas // args.parts, args.train_protons // args.parts
+    for part in range(1, args.parts + 1):  # seeds: gammas base + part, protons base + 10 + part
         for domain, shifted, base in (("source", False, 100), ("target", True, 300)):
             files[domain] += [
-                (simulate(work, f"{domain}_gamma_{part}", "gamma", args.train_gammas // 2, base + part, shifted, -2),
-                 "signal"),
-                (simulate(work, f"{domain}_proton_{part}", "proton", args.train_protons // 2, base + 10 + part,
-                          shifted, -2), "background"),
+                (simulate(work, f"{domain}_gamma_{part}", "gamma", n_gammas, base + part, shifted, -2), "signal"),
+                (simulate(work, f"{domain}_proton_{part}", "proton", n_protons, base + 10 + part, shifted, -2),
+                 "background"),
             ]
     files["test_gamma"] = simulate(work, "test_gamma_shifted", "gamma", args.test_gammas, 501, True, -1.5)
     files["test_proton"] = simulate(work, "test_proton_shifted", "proton", args.test_protons, 502, True, -1.5)
@@ -204,6 +205,8 @@ def main():
     parser.add_argument("--train-protons", type=int, default=1000)
     parser.add_argument("--test-gammas", type=int, default=1500)
     parser.add_argument("--test-protons", type=int, default=1000)
+    parser.add_argument("--parts", type=int, default=2, choices=range(2, 10),
+                        help="files per class and domain; the training validates on one of them")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
