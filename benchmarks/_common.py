@@ -30,3 +30,19 @@ def median_time(fn, repeat, warmup=2):
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def matmul_peak_gflops(dtype=None, n=1024, repeats=5):
+    """Best-of-``repeats`` square matmul rate of torch on this CPU, GFLOP/s (float32 by default)."""
+    import torch
+
+    dtype = dtype or torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(4):
+            torch.mm(a, b)
+        times.append((time.perf_counter() - start) / 4)
+    return 2 * n**3 / min(times) / 1e9

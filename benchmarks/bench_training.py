@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import matmul_peak_gflops
 
 
 def rss_anon_mb():
@@ -30,19 +31,6 @@ def rss_anon_mb():
             return int(line.split()[1]) / 1024
     return float("nan")
 
-
-def matmul_peak_gflops(n=1024, repeats=5):
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(4):
-            torch.mm(a, b)
-        times.append((time.perf_counter() - start) / 4)
-    return 2 * n**3 / min(times) / 1e9
 
 
 def loader_rate(cache, batch_size, repeats):

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import torch
-from _common import lstcam_lattice
+from _common import lstcam_lattice, matmul_peak_gflops
 
 from ctapipe_gammalearn.nn.flops import count_flops
 from ctapipe_gammalearn.nn.physnet import GammaPhysNet
@@ -26,17 +26,6 @@ from ctapipe_gammalearn.training.setup import make_optimizer
 
 VARIANTS = ("eager", "bf16", "compile", "compile-bf16")
 
-
-def matmul_peak_gflops(dtype, n=1024, repeats=5):
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.mm(a, b)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(4):
-            torch.mm(a, b)
-        times.append((time.perf_counter() - start) / 4)
-    return 2 * n**3 / min(times) / 1e9
 
 
 def synthetic_batch(lattice, batch, seed=0):
