@@ -389,6 +389,31 @@ def test_trainer_passes_the_disp_terms_and_lets_them_go(tiny_setup, tmp_path):
     assert trainer.model.direction_terms is None
 
 
+def test_compiled_net_sees_only_full_batches(tiny_setup, tmp_path, monkeypatch):
+    """The short last batch runs eagerly: a compiled net would compile again for its shape."""
+    seen = {"compiled": [], "model": []}
+
+    class Recording(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.inner = net
+
+        def forward(self, image, peak_time):
+            seen["compiled"].append(len(image))
+            return self.inner(image, peak_time)
+
+    monkeypatch.setattr(torch, "compile", lambda net, **kwargs: Recording(net))
+    trainer = make_trainer(tiny_setup, tmp_path, compile_model=True)
+    from ctapipe_gammalearn.training.stream import BatchStream
+
+    trainer.train_stream = BatchStream(tiny_setup[0], np.arange(13), batch_size=8, seed=1)  # 8 + 5
+    forward = trainer.model.forward
+    trainer.model.forward = lambda image, peak_time: seen["model"].append(len(image)) or forward(image, peak_time)
+    trainer.train_epoch(1)
+    # the model trained on both batches, the compiled wrapper saw only the full one
+    assert seen == {"compiled": [8], "model": [8, 5]}
+
+
 def test_amp_dtype_on_cpu_only_when_asked():
     """CPU autocast is opt-in (bf16 is faster only on CPUs with bf16 matrix units); auto stays fp32."""
     from ctapipe_gammalearn.training.setup import amp_dtype

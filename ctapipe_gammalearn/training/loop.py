@@ -115,6 +115,7 @@ class Trainer:
         if context is not None and context.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = DistributedDataParallel(net, device_ids=ids)
+        self.eager_net = net
         self.net = torch.compile(net) if compile_model else net
 
     def _average_across_ranks(self, tensors):
@@ -157,13 +158,15 @@ class Trainer:
         for batch in self.train_stream:
             batch = self._to_device(batch)
             n = len(batch["image"])
+            # a compiled net would compile again for the short last batch (a minute on 2 cores)
+            net = self.net if n == self.train_stream.batch_size else self.eager_net
             with self._autocast():
-                outputs = self.net(batch["image"], batch["peak_time"])
+                outputs = net(batch["image"], batch["peak_time"])
                 terms = getattr(self.model, "direction_terms", None)
                 losses = self.loss_fn(outputs, batch, direction_terms=terms)
                 extra = {}
                 for term in self.extra_terms:
-                    extra.update(term(self.net, batch, epoch, self.global_step))
+                    extra.update(term(net, batch, epoch, self.global_step))
             if terms is not None:
                 self.model.direction_terms = None  # drop the references to this step's graph
             balanced = {**losses, **{k: v for k, v in extra.items() if k in balanced_tasks}}
