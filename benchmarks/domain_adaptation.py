@@ -3,9 +3,12 @@ shifted, labelled target (docs/domain_adaptation.md holds the tables).
 
     python benchmarks/domain_adaptation.py --work-dir da_bench            # shift B, every row
     python benchmarks/domain_adaptation.py --work-dir da_bench --rows none dann oracle --epochs 3
+    python benchmarks/domain_adaptation.py --work-dir da_bench_a --shift A
 
-Shift B: 3x NSB, 2 % dead pixels, 3 stars, 0.8x optical efficiency (docs/domains.md), one
-conditions seed for all shifted files. Files (seeds and obs ids of their own):
+Shift A (``--shift A``, the seeds' own): nominal MC + Poisson(0.4 p.e.) per pixel, added to
+nominal files by ``ctapipe-gammalearn-add-nsb`` (cleaning and parameters recomputed).
+Shift B (the default): 3x NSB, 2 % dead pixels, 3 stars, 0.8x optical efficiency
+(docs/domains.md), one conditions seed for all shifted files. Files (seeds and obs ids of their own):
 - source: nominal diffuse gammas and protons, ``--parts`` files each (the training validates on
   whole files: one per class);
 - target: shifted gammas and protons, as many files: unlabelled target of the adaptation rows,
@@ -49,13 +52,24 @@ def run(args, log):
     print(f"  {Path(args[0]).name} {time.perf_counter() - start:.0f} s", flush=True)
 
 
-def simulate(work, name, kind, n, seed, shifted, spectral_index):
+SHIFT_A_NSB_PE = 0.4
+
+
+def simulate(work, name, kind, n, seed, shifted, spectral_index, shift="B"):
     path = work / "dl1" / f"{name}.dl1.h5"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conditions = SHIFT_B if shifted and shift == "B" else []
+    simulated = path.with_name(f"{name}.nominal.dl1.h5") if shifted and shift == "A" else path
+    if not simulated.exists():
         run([BIN / "ctapipe-gammalearn-simulate", *(GAMMA if kind == "gamma" else PROTON), f"--n-events={n}",
-             f"--seed={seed}", f"--obs-id={seed}", f"--spectral-index={spectral_index}",
-             *(SHIFT_B if shifted else []), f"--output={path}", "--no-progress"], work / "logs" / f"sim_{name}.log")
+             f"--seed={seed}", f"--obs-id={seed}", f"--spectral-index={spectral_index}", *conditions,
+             f"--output={simulated}", "--no-progress"], work / "logs" / f"sim_{name}.log")
+    if simulated != path:
+        run([BIN / "ctapipe-gammalearn-add-nsb", f"--input={simulated}", f"--output={path}",
+             f"--nsb-pe={SHIFT_A_NSB_PE}", f"--seed={seed}", "--no-progress"], work / "logs" / f"add_nsb_{name}.log")
+        simulated.unlink()
     return path
 
 
@@ -65,12 +79,14 @@ def make_files(work, args):
     for part in range(1, args.parts + 1):  # seeds: gammas base + part, protons base + 10 + part
         for domain, shifted, base in (("source", False, 100), ("target", True, 300)):
             files[domain] += [
-                (simulate(work, f"{domain}_gamma_{part}", "gamma", n_gammas, base + part, shifted, -2), "signal"),
-                (simulate(work, f"{domain}_proton_{part}", "proton", n_protons, base + 10 + part, shifted, -2),
-                 "background"),
+                (simulate(work, f"{domain}_gamma_{part}", "gamma", n_gammas, base + part, shifted, -2, args.shift),
+                 "signal"),
+                (simulate(work, f"{domain}_proton_{part}", "proton", n_protons, base + 10 + part, shifted, -2,
+                          args.shift), "background"),
             ]
-    files["test_gamma"] = simulate(work, "test_gamma_shifted", "gamma", args.test_gammas, 501, True, -1.5)
-    files["test_proton"] = simulate(work, "test_proton_shifted", "proton", args.test_protons, 502, True, -1.5)
+    files["test_gamma"] = simulate(work, "test_gamma_shifted", "gamma", args.test_gammas, 501, True, -1.5, args.shift)
+    files["test_proton"] = simulate(work, "test_proton_shifted", "proton", args.test_protons, 502, True, -1.5,
+                                    args.shift)
     files["source_test_gamma"] = simulate(work, "test_gamma_nominal", "gamma", args.test_gammas, 503, False, -1.5)
     return files
 
@@ -207,6 +223,8 @@ def main():
     parser.add_argument("--test-protons", type=int, default=1000)
     parser.add_argument("--parts", type=int, default=2, choices=range(2, 10),
                         help="files per class and domain; the training validates on one of them")
+    parser.add_argument("--shift", choices=("A", "B"), default="B",
+                        help="A: + Poisson(0.4 p.e.) per pixel; B: 3x NSB, dead pixels, stars, 0.8x efficiency")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)

@@ -237,6 +237,28 @@ def test_domain_task_is_balanced_checkpointed_and_resumed(method, balancing, tin
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-6)
 
 
+@pytest.mark.parametrize("method", ["dann", "coral"])
+def test_domain_term_reads_only_the_learnt_features(method, tiny_domain, single_torch_thread):
+    """The image moments (computed from the cleaned charge) never reach the domain loss."""
+    from ctapipe_gammalearn.training.stream import BatchStream
+
+    source, target, build = tiny_domain
+    model = build().train()
+    n = model.n_learnt_features
+    assert 0 < n < model.classifier[0].in_features
+    stream = BatchStream(target, np.arange(8), batch_size=8, shuffle=False, labelled=False)
+    term = DomainAdaptation(method, model, stream, total_steps=1, hidden=16)
+    if method == "dann":
+        assert term.head.net[0].in_features == n
+    seen = []
+    loss = term.loss
+    term.loss = lambda s, t, *args, **kwargs: seen.append((s.shape[1], t.shape[1])) or loss(s, t, *args, **kwargs)
+    batch = {k: torch.as_tensor(v[:8]).float() for k, v in source.items() if k in ("image", "peak_time")}
+    model(batch["image"], batch["peak_time"])
+    out = term(model, batch, epoch=1, step=0)
+    assert seen == [(n, n)] and torch.isfinite(out["domain"])
+
+
 def test_resume_with_another_method_is_refused(tiny_domain, tmp_path, single_torch_thread):
     from ctapipe_gammalearn.training.checkpoint import load_checkpoint
 

@@ -174,7 +174,10 @@ class GammaPhysNet(nn.Module):
 
         self.position = PositionPooling(cfg["channels"][0], lattice)
         self.moments = ImageMoments(cfg["channels"][0], lattice, *cfg["cleaning"])
-        n_features = in_ch + self.position.n_features + ImageMoments.N_FEATURES
+        # `features` columns: channel means and light positions (learnt), then the image
+        # moments (computed from the cleaned charge: no training moves them)
+        self.n_learnt_features = in_ch + self.position.n_features
+        n_features = self.n_learnt_features + ImageMoments.N_FEATURES
         hidden = int(cfg["head_hidden"])
         self.classifier = _head(n_features, hidden, len(CLASS_NAMES))
         self.energy = _head(n_features + 1, hidden, 2)  # value, logvar; also gets |disp|

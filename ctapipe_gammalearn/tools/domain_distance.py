@@ -109,7 +109,9 @@ class DomainDistanceTool(GammaLearnTool):
             Provenance().add_input_file(str(self.checkpoint), role="γ-PhysNet checkpoint")
 
     def start(self):
-        from ..training.domain import cache_features
+        from ..training.domain import FEATURES_DESCRIPTION, cache_features, learnt_feature_count
+
+        self.features_description = FEATURES_DESCRIPTION
 
         quality = TrainingQualityQuery(parent=self)
         cache_dir = Path(self.cache_dir) if self.cache_dir is not None else self.output_path / "cache"
@@ -123,13 +125,21 @@ class DomainDistanceTool(GammaLearnTool):
             per_file = -(-self.max_events // len(items))  # the DL1 statistics of as many events, from every file
             self.statistics[role] = vstack([dl1_statistics(i.path, self.telescope_type, quality, self.chunk_size,
                                                            per_file) for i in items])
+        # the learnt columns (what adaptation can move), and all the heads' inputs (with the
+        # image moments, computed from the cleaned charge)
+        head_inputs = self.features
+        n = learnt_feature_count(self.model)
+        self.features = {role: features[:, :n] for role, features in head_inputs.items()}
         try:
             self.result = a_distance(self.features["source"], self.features["target"], self.seed, self.folds)
+            self.result["a_distance_head_inputs"] = a_distance(
+                head_inputs["source"], head_inputs["target"], self.seed, self.folds)["a_distance"]
         except ValueError as err:
             raise ToolConfigurationError(f"{', '.join(str(i.path) for i in self.inputs['target'])}: {err}") from None
         self.shift = feature_shift_table(self.statistics["source"], self.statistics["target"])
-        self.log.info("A-distance %.3f (classifier error %.3f, %d + %d events)", self.result["a_distance"],
-                      self.result["classifier_error"], self.result["n_source"], self.result["n_target"])
+        self.log.info("A-distance %.3f (classifier error %.3f, %d + %d events; %.3f with the image moments)",
+                      self.result["a_distance"], self.result["classifier_error"], self.result["n_source"],
+                      self.result["n_target"], self.result["a_distance_head_inputs"])
 
     def finish(self):
         out = self.output_path
@@ -152,7 +162,7 @@ class DomainDistanceTool(GammaLearnTool):
         shift = [{name: _plain(row[name]) for name in self.shift.colnames} for row in self.shift]
         return {**{key: _plain(value) for key, value in self.result.items()},
                 "model": str(self.checkpoint), "telescope_type": self.telescope_type,
-                "features": "GammaPhysNet.features (pooled backbone)",
+                "features": self.features_description,
                 "source": [str(i.path) for i in self.inputs["source"]],
                 "target": [str(i.path) for i in self.inputs["target"]],
                 "feature_shift": shift, "seed": self.seed}

@@ -192,7 +192,9 @@ class DomainAdaptation(nn.Module):
         self.target_stream = target_stream
         self.total_steps = max(int(total_steps), 1)
         self.gamma, self.maximum = float(gamma), float(maximum)
-        n_features = model.classifier[0].in_features
+        # the learnt columns of the features: the image moments are computed, and a domain
+        # classifier that reads them would tell the domains apart whatever the backbone learns
+        n_features = learnt_feature_count(model)
         n_classes = model.classifier[-1].out_features
         if method == "dann":
             self.head = DomainClassifier(n_features, hidden)
@@ -257,17 +259,26 @@ class DomainAdaptation(nn.Module):
         self.coefficient.fill_(coefficient)
         conditioned = self.method in ("cdann", "deepjdot")
         logits = (inner.classifier(source), inner.classifier(target)) if conditioned else (None, None)
-        return {DOMAIN_TASK: self.loss(source, target, *logits, coefficient=coefficient,
+        n = learnt_feature_count(inner)
+        return {DOMAIN_TASK: self.loss(source[:, :n], target[:, :n], *logits, coefficient=coefficient,
                                        source_class=batch.get("particle"))}
 
     def settings(self):
         """Plain description for the model card and the report."""
-        out = {"method": self.method, "task": DOMAIN_TASK, "features": "GammaPhysNet.features (pooled backbone)"}
+        out = {"method": self.method, "task": DOMAIN_TASK, "features": FEATURES_DESCRIPTION}
         if self.method in _ADVERSARIAL:
             out["reversal_schedule"] = {
                 "kind": "ganin2016", "gamma": self.gamma, "maximum": self.maximum, "total_steps": self.total_steps
             }
         return out
+
+
+FEATURES_DESCRIPTION = "GammaPhysNet.features, learnt columns (pooled backbone and light positions)"
+
+
+def learnt_feature_count(model):
+    """How many leading columns of ``model.features`` are learnt (all of a model that does not say)."""
+    return int(getattr(model, "n_learnt_features", model.classifier[0].in_features))
 
 
 def feature_array(model, stream, device="cpu", max_events=None):
