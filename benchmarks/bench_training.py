@@ -32,7 +32,6 @@ def rss_anon_mb():
     return float("nan")
 
 
-
 def loader_rate(cache, batch_size, repeats):
     from ctapipe_gammalearn.training.stream import BatchStream
 

@@ -27,7 +27,6 @@ from ctapipe_gammalearn.training.setup import make_optimizer
 VARIANTS = ("eager", "bf16", "compile", "compile-bf16")
 
 
-
 def synthetic_batch(lattice, batch, seed=0):
     """Images with a sky of ~2 p.e. and one bright elongated blob per image, and labels."""
     rng = np.random.default_rng(seed)

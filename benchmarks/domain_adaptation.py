@@ -55,13 +55,14 @@ def run(args, log):
 SHIFT_A_NSB_PE = 0.4
 
 
-def simulate(work, name, kind, n, seed, shifted, spectral_index, shift="B"):
+def simulate(work, name, kind, n, seed, spectral_index, shift=None):
+    """One DL1 file: nominal (``shift`` None) or shifted ("A" or "B")."""
     path = work / "dl1" / f"{name}.dl1.h5"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    conditions = SHIFT_B if shifted and shift == "B" else []
-    simulated = path.with_name(f"{name}.nominal.dl1.h5") if shifted and shift == "A" else path
+    conditions = SHIFT_B if shift == "B" else []
+    simulated = path.with_name(f"{name}.nominal.dl1.h5") if shift == "A" else path
     if not simulated.exists():
         run([BIN / "ctapipe-gammalearn-simulate", *(GAMMA if kind == "gamma" else PROTON), f"--n-events={n}",
              f"--seed={seed}", f"--obs-id={seed}", f"--spectral-index={spectral_index}", *conditions,
@@ -77,17 +78,15 @@ def make_files(work, args):
     files = {"source": [], "target": []}
     n_gammas, n_protons = args.train_gammas // args.parts, args.train_protons // args.parts
     for part in range(1, args.parts + 1):  # seeds: gammas base + part, protons base + 10 + part
-        for domain, shifted, base in (("source", False, 100), ("target", True, 300)):
+        for domain, shift, base in (("source", None, 100), ("target", args.shift, 300)):
             files[domain] += [
-                (simulate(work, f"{domain}_gamma_{part}", "gamma", n_gammas, base + part, shifted, -2, args.shift),
-                 "signal"),
-                (simulate(work, f"{domain}_proton_{part}", "proton", n_protons, base + 10 + part, shifted, -2,
-                          args.shift), "background"),
+                (simulate(work, f"{domain}_gamma_{part}", "gamma", n_gammas, base + part, -2, shift), "signal"),
+                (simulate(work, f"{domain}_proton_{part}", "proton", n_protons, base + 10 + part, -2, shift),
+                 "background"),
             ]
-    files["test_gamma"] = simulate(work, "test_gamma_shifted", "gamma", args.test_gammas, 501, True, -1.5, args.shift)
-    files["test_proton"] = simulate(work, "test_proton_shifted", "proton", args.test_protons, 502, True, -1.5,
-                                    args.shift)
-    files["source_test_gamma"] = simulate(work, "test_gamma_nominal", "gamma", args.test_gammas, 503, False, -1.5)
+    files["test_gamma"] = simulate(work, "test_gamma_shifted", "gamma", args.test_gammas, 501, -1.5, args.shift)
+    files["test_proton"] = simulate(work, "test_proton_shifted", "proton", args.test_protons, 502, -1.5, args.shift)
+    files["source_test_gamma"] = simulate(work, "test_gamma_nominal", "gamma", args.test_gammas, 503, -1.5)
     return files
 
 
