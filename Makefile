@@ -62,16 +62,22 @@ $(BIN_LATEST)/.installed: pyproject.toml
 # so that environment is built first), the latest line, then lint
 test: env-latest test-full test-latest lint
 
+# test files run TEST_WORKERS at a time (pytest-xdist, one file per worker: module fixtures are
+# built once); most tests keep one core busy, so two workers roughly halve the suite on 2 cores
+TEST_WORKERS ?= 2
+PARALLEL := $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+
 test-full: env env-latest
-	GAMMALEARN_LATEST_VENV=$(abspath $(VENV_LATEST)) $(BIN)/python -m pytest -q -ra --durations=10 $(PYTEST_ARGS)
+	GAMMALEARN_LATEST_VENV=$(abspath $(VENV_LATEST)) $(BIN)/python -m pytest -q -ra --durations=10 $(PARALLEL) \
+		$(PYTEST_ARGS)
 
 # the slow end-to-end tests and the costliest simulation run only on the full suite: they
 # exercise the same code, and CI's 2 cores have to fit both lines
 LATEST_SKIP ?= -m "not slow" --deselect tests/test_simulation_tool.py::test_subarray_from_file
 
 test-latest: env-latest
-	$(BIN_LATEST)/python -m pytest -q -ra -p no:cacheprovider --durations=10 $(LATEST_SKIP) $(PYTEST_ARGS) \
-		$(TORCH_FREE_TESTS)
+	$(BIN_LATEST)/python -m pytest -q -ra -p no:cacheprovider --durations=10 $(PARALLEL) $(LATEST_SKIP) \
+		$(PYTEST_ARGS) $(TORCH_FREE_TESTS)
 
 lint: env
 	$(BIN)/ruff check .
