@@ -1,5 +1,6 @@
 """The simulator's shortcuts change its speed, not its events: the batched hadronic cascade
-draws like the one-proton one, and the proton screens reject no shower that triggers."""
+draws like the one-proton one, the proton screens reject no shower that triggers, and the
+images leave out only the light of points seen far outside the camera."""
 
 import numpy as np
 import pytest
@@ -89,3 +90,45 @@ def test_proton_screens_keep_seeded_runs_reproducible():
     runs = [[e.dl1.tel[1].image for e in AirShowerSimEventSource(n_events=3, seed=9, **PROTONS)] for _ in range(2)]
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+def _offsets_deg(source, points, tel_id):
+    """Angle between the pointing and each point's axis position seen from the telescope, deg."""
+    seen = points.axis_position - source._tel_positions[source._tel_index[tel_id]][None, :]
+    cos = (seen @ source._pointing_vector) / np.linalg.norm(seen, axis=1)
+    return np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def test_images_leave_out_only_the_light_seen_far_outside_the_camera():
+    source = AirShowerSimEventSource(n_events=1, seed=0, **PROTONS)
+    light = source.shower_model.shower(
+        np.random.default_rng(5), "proton", 3.0, *source._pointing, 150.0, 80.0, source.observation_level
+    )
+    pe, near = source._light_in_view(light.points, 1)
+    full = source._expected_pe_of(light.points, 1)
+    offset = _offsets_deg(source, light.points, 1) - source.detector.camera_fov_radius(1)
+    beyond = offset > source.image_fov_margin
+    assert beyond.any() and (~beyond).any()
+    assert np.all(pe[beyond] == 0)
+    np.testing.assert_allclose(pe[~beyond], full[~beyond])
+    np.testing.assert_array_equal(near, offset <= source.screen_fov_margin)
+
+
+def test_batched_light_in_view_matches_one_shower_at_a_time():
+    source = AirShowerSimEventSource(n_events=1, seed=0, **PROTONS)
+    rng = np.random.default_rng(8)
+    energy, alt, az, core_x, core_y = source._sample_primaries(rng, 12)
+    showers = source.shower_model.shower_batch(
+        rng, "proton", energy, alt, az, core_x, core_y, source.observation_level
+    )
+    candidates = np.ones((12, 1), dtype=bool)
+    candidates[::3] = False
+    expected, near_camera = source._expected_pe(showers, candidates)
+    for k, light in enumerate(showers.lights):
+        one = expected[0][showers.bounds[k] : showers.bounds[k + 1]]
+        if not candidates[k, 0]:
+            assert np.all(one == 0) and near_camera[0][k] == 0
+            continue
+        pe, near = source._light_in_view(light.points, 1)
+        np.testing.assert_allclose(one, pe)
+        assert near_camera[0][k] == pytest.approx(pe[near].sum())
