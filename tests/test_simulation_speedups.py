@@ -76,10 +76,13 @@ def test_second_screen_rejects_no_triggered_shower():
     assert n_triggered >= 10
 
 
-def test_proton_screens_leave_gammas_alone():
+def test_proton_screens_and_view_margins_leave_gammas_alone():
     gamma = dict(particle="gamma", wobble=0.4, energy_min=0.1, energy_max=10.0, core_max=300.0)
     default = AirShowerSimEventSource(n_events=6, seed=2, **gamma)
-    off = AirShowerSimEventSource(n_events=6, seed=2, screen_points=0, quick_fov_margin=None, **gamma)
+    off = AirShowerSimEventSource(
+        n_events=6, seed=2, screen_points=0, quick_fov_margin=None, image_fov_margin=0.0, screen_fov_margin=0.0,
+        **gamma,
+    )
     images = [[e.dl1.tel[1].image for e in source] for source in (default, off)]
     assert len(images[0]) == 6
     for a, b in zip(*images):
