@@ -195,17 +195,35 @@ def print_table(rows):
         print(f"| {row['row']} | " + " | ".join(cells) + " |")
 
 
-def gaps(rows):
-    """Share of the source-only → oracle gap recovered by each adaptation row (AUC, angular resolution)."""
+# +1: the oracle should score higher (AUC); -1: lower (angular resolution)
+BETTER = {"auc": +1, "angular_resolution": -1}
+
+
+def gap_lines(rows):
+    """Share of the source-only → oracle gap recovered by each adaptation row (AUC, angular
+    resolution); where the oracle is not better than source-only there is no gap to recover."""
     by = {r["row"]: r for r in rows}
     if "none" not in by or "oracle" not in by:
-        return
-    for key in ("auc", "angular_resolution"):
+        return []
+    lines = []
+    for key, sign in BETTER.items():
         gap = by["oracle"][key] - by["none"][key]
+        if gap * sign <= 0:
+            lines.append(f"{key}: the oracle ({by['oracle'][key]:.3f}) is not better than source-only"
+                         f" ({by['none'][key]:.3f}): no gap to recover")
+            continue
         for name, row in by.items():
-            if name in ("none", "oracle", "Hillas+RF") or not gap:
-                continue
-            print(f"{name}: {key} gap recovered {(row[key] - by['none'][key]) / gap:+.0%}")
+            if name not in ("none", "oracle", "Hillas+RF"):
+                lines.append(f"{name}: {key} gap recovered {(row[key] - by['none'][key]) / gap:+.0%}")
+    return lines
+
+
+def gaps(rows):
+    for line in gap_lines(rows):
+        print(line)
+    by = {r["row"]: r for r in rows}
+    if "none" not in by:
+        return
     for name, row in by.items():
         if row["a_distance"] is not None and by["none"]["a_distance"]:
             print(f"{name}: A-distance {row['a_distance']:.2f} = {row['a_distance'] / by['none']['a_distance']:.2f}x "
