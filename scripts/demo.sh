@@ -33,13 +33,16 @@ log() { printf '\n=== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 # Independent steps run DEMO_JOBS at a time, each on one core: a step's fixed cost (5-8 s of
 # imports per tool) then overlaps another's work, which is most of a small demo's time.
 DEMO_JOBS=${DEMO_JOBS:-$(nproc)}
+MAX_JOBS=$DEMO_JOBS
 PIDS=()
-in_background() {  # run "$@" in the background, at most DEMO_JOBS at once, one thread each
-    while (( $(jobs -rp | wc -l) >= DEMO_JOBS )); do sleep 0.2; done
+# a failed step stops the demo: stop whatever still runs in the background with it
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+in_background() {  # run "$@" in the background, at most MAX_JOBS at once, one thread each
+    while (( $(jobs -rp | wc -l) >= MAX_JOBS )); do sleep 0.2; done
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 "$@" &
     PIDS+=($!)
 }
-wait_all() {  # wait for every background step; stop if one failed
+wait_all() {  # wait for every background step in PIDS; stop if one failed
     local failed=0 pid
     for pid in "${PIDS[@]}"; do wait "$pid" || failed=1; done
     PIDS=()
@@ -78,17 +81,16 @@ GAMMA=(--energy-min 0.01 --energy-max 100 --core-max 500)
 PROTON=(--energy-min 0.02 --energy-max 200 --core-max 700 --viewcone-max 8)
 TRAIN=(--spectral-index -2)
 TEST=(--spectral-index -1.5)
-# DEMO_JOBS files at a time, one worker each (faster than one file on every core: 41 s
-# against 53 s for two 2500-gamma files), the longest first (the proton test set takes
-# 2.5 times a training part), so that no core idles at the end.
+# The schedule, on 2 cores: (1) the training sets, DEMO_JOBS files at a time, one worker each
+# (faster than one file on every core: 41 s against 53 s for two 2500-gamma files), protons
+# first (they take twice as long), so that no core idles at the end; (2) γ-PhysNet trains
+# on TRAIN_THREADS threads while the other cores simulate the test sets, train and apply
+# the Hillas+RF baseline (two threads train only 1.5x faster than one: the overlap wastes
+# less); (3) γ-PhysNet applied to the test files, and the reports.
 # Training sets come in DEMO_TRAIN_PARTS files (own seed and obs_id each): γ-PhysNet
 # validates on whole files, never on events of its training files. The baseline
 # tools read one file, the parts merged.
 DEMO_TRAIN_PARTS=${DEMO_TRAIN_PARTS:-4}
-simulate proton_test proton "$DEMO_PROTON_TEST_EVENTS" $((DEMO_SEED + 5)) --obs-id 5 "${PROTON[@]}" "${TEST[@]}"
-simulate gamma_point_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 3)) --obs-id 3 "${GAMMA[@]}" "${TEST[@]}" \
-    --viewcone-max 0 --wobble 0.4
-simulate gamma_diffuse_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 4)) --obs-id 4 "${GAMMA[@]}" "${TEST[@]}" --viewcone-max 2.5
 for part in $(seq 1 "$DEMO_TRAIN_PARTS"); do
     simulate proton_train_$part proton $((DEMO_PROTON_EVENTS / DEMO_TRAIN_PARTS)) $((DEMO_SEED + 100 + part)) \
         --obs-id $((100 + part)) "${PROTON[@]}" "${TRAIN[@]}"
@@ -103,23 +105,34 @@ TRAIN_GAMMA_PARTS=("$SIM"/gamma_diffuse_train_*.dl1.h5)
 TRAIN_PROTON_PARTS=("$SIM"/proton_train_*.dl1.h5)
 TRAIN_GAMMA=$SIM/gamma_diffuse_train.merged.dl1.h5
 TRAIN_PROTON=$SIM/proton_train.merged.dl1.h5
+
+TRAIN_THREADS=${TRAIN_THREADS:-$(( DEMO_JOBS > 3 ? DEMO_JOBS / 2 : 1 ))}
+log "train γ-PhysNet ($DEMO_PRESET, $DEMO_EPOCHS epochs, CPU, $TRAIN_THREADS threads, compile=$DEMO_COMPILE), in the background"
+TRAIN_PID=
+if ! compgen -G "$MODELS/gammaphysnet/gammaphysnet_*.onnx" > /dev/null; then
+    OMP_NUM_THREADS=$TRAIN_THREADS "$BIN/ctapipe-train-gammalearn" \
+        "${TRAIN_GAMMA_PARTS[@]/#/--signal=}" "${TRAIN_PROTON_PARTS[@]/#/--background=}" \
+        --output-dir "$MODELS/gammaphysnet" --preset "$DEMO_PRESET" --epochs "$DEMO_EPOCHS" \
+        --seed "$DEMO_SEED" --overwrite --provenance-log "$LOGS/train_gammaphysnet.log" \
+        "$( (( DEMO_COMPILE )) && echo --compile || echo --no-compile)" &
+    TRAIN_PID=$!
+    # the training counts as one running job: the other steps get the remaining cores
+    MAX_JOBS=$(( DEMO_JOBS - TRAIN_THREADS + 1 ))
+else
+    echo "exists, skipped: $MODELS/gammaphysnet"
+fi
+
+# meanwhile: the test sets (the proton set first, the longest) and the merged training parts
+simulate proton_test proton "$DEMO_PROTON_TEST_EVENTS" $((DEMO_SEED + 5)) --obs-id 5 "${PROTON[@]}" "${TEST[@]}"
+simulate gamma_point_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 3)) --obs-id 3 "${GAMMA[@]}" "${TEST[@]}" \
+    --viewcone-max 0 --wobble 0.4
+simulate gamma_diffuse_test gamma "$DEMO_TEST_EVENTS" $((DEMO_SEED + 4)) --obs-id 4 "${GAMMA[@]}" "${TEST[@]}" --viewcone-max 2.5
 log "merge the training parts for the baseline tools"
 in_background make_file "$TRAIN_GAMMA" "$BIN/ctapipe-merge" "${TRAIN_GAMMA_PARTS[@]}" --overwrite \
     --provenance-log "$LOGS/merge_gamma.log" --output
 in_background make_file "$TRAIN_PROTON" "$BIN/ctapipe-merge" "${TRAIN_PROTON_PARTS[@]}" --overwrite \
     --provenance-log "$LOGS/merge_proton.log" --output
 wait_all
-
-log "train γ-PhysNet ($DEMO_PRESET, $DEMO_EPOCHS epochs, CPU, compile=$DEMO_COMPILE)"
-if ! compgen -G "$MODELS/gammaphysnet/gammaphysnet_*.onnx" > /dev/null; then
-    "$BIN/ctapipe-train-gammalearn" "${TRAIN_GAMMA_PARTS[@]/#/--signal=}" "${TRAIN_PROTON_PARTS[@]/#/--background=}" \
-        --output-dir "$MODELS/gammaphysnet" --preset "$DEMO_PRESET" --epochs "$DEMO_EPOCHS" \
-        --seed "$DEMO_SEED" --overwrite --provenance-log "$LOGS/train_gammaphysnet.log" \
-        "$( (( DEMO_COMPILE )) && echo --compile || echo --no-compile)"
-else
-    echo "exists, skipped: $MODELS/gammaphysnet"
-fi
-ONNX=$(compgen -G "$MODELS/gammaphysnet/gammaphysnet_*.onnx" | head -n 1)
 
 # the Hillas+RF baseline on the same training files and quality cuts
 log "train the Hillas+RF baseline"
@@ -134,27 +147,40 @@ in_background make_file "$MODELS/particle_classifier.pkl" "$BIN/ctapipe-train-pa
     --background "$TRAIN_PROTON" --overwrite --provenance-log "$LOGS/train_particle_classifier.log" --output
 wait_all
 
-# both methods on the same test files: one DL2 file holds both
-apply_both() {  # name
+# both methods on the same test files: one DL2 file holds both, the baseline's columns first
+TEST_SETS=(gamma_point_test gamma_diffuse_test proton_test)
+apply_baseline() {  # name
     local name=$1
-    if [[ -e $DL2/$name.dl2.h5 ]]; then
-        echo "exists, skipped: $DL2/$name.dl2.h5"
-        return
-    fi
+    [[ -e $DL2/$name.dl2.h5 ]] && return
     make_file "$DL2/$name.baseline.dl2.h5" "$BIN/ctapipe-apply-models" \
         -c "$RESOURCES/baseline_apply.yaml" --input "$SIM/$name.dl1.h5" \
         --reconstructor "$MODELS/energy_regressor.pkl" \
         --reconstructor "$MODELS/disp_reconstructor.pkl" \
         --reconstructor "$MODELS/particle_classifier.pkl" --overwrite \
         --provenance-log "$LOGS/apply_models_$name.log" --output
+}
+apply_gammalearn() {  # name
+    local name=$1
     make_file "$DL2/$name.dl2.h5" "$BIN/ctapipe-apply-gammalearn" \
         --input "$DL2/$name.baseline.dl2.h5" --model "$ONNX" --overwrite --no-progress \
         --provenance-log "$LOGS/apply_gammalearn_$name.log" --output
     rm -f "$DL2/$name.baseline.dl2.h5"
 }
-for name in gamma_point_test gamma_diffuse_test proton_test; do
-    log "apply both methods to $name"
-    in_background apply_both "$name"
+for name in "${TEST_SETS[@]}"; do
+    log "apply the Hillas+RF baseline to $name"
+    in_background apply_baseline "$name"
+done
+wait_all
+
+if [[ -n $TRAIN_PID ]]; then
+    log "wait for γ-PhysNet's training"
+    wait "$TRAIN_PID" || { echo "the training failed: see its log above and $LOGS/" >&2; exit 1; }
+fi
+MAX_JOBS=$DEMO_JOBS
+ONNX=$(compgen -G "$MODELS/gammaphysnet/gammaphysnet_*.onnx" | head -n 1)
+for name in "${TEST_SETS[@]}"; do
+    log "apply γ-PhysNet to $name"
+    in_background apply_gammalearn "$name"
 done
 wait_all
 

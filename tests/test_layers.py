@@ -170,6 +170,10 @@ def test_pool_matches_table_and_layouts_agree(lattice, mode):
     (g_list,) = torch.autograd.grad(out.square().sum(), x)
     (g_grid,) = torch.autograd.grad(from_grid(out_grid, coarse_conv.grid_index).square().sum(), x)
     torch.testing.assert_close(g_list, g_grid)
+    # without gradients (validation, export) max takes another path: the same values
+    with torch.no_grad():
+        torch.testing.assert_close(pool(x), out, rtol=0, atol=0)
+        torch.testing.assert_close(pool(xg), out_grid, rtol=0, atol=0)
 
 
 def test_chained_pools(lst_lattice):
