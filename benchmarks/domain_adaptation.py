@@ -33,6 +33,8 @@ RESOURCES = Path(__file__).resolve().parents[1] / "ctapipe_gammalearn" / "resour
 SHIFT_B = ["--nsb-scale=3", "--stars=3", "--dead-pixel-fraction=0.02", "--optical-efficiency-scale=0.8",
            "--conditions-seed=1"]
 GAMMA = ["--particle=gamma", "--energy-min=0.01", "--energy-max=100", "--core-max=500", "--viewcone-max=2.5"]
+# point-like gammas at the usual 0.4 deg wobble: the simulated Crab observation's signal
+GAMMA_POINT = [a for a in GAMMA if not a.startswith("--viewcone-max")] + ["--viewcone-max=0", "--wobble=0.4"]
 PROTON = ["--particle=proton", "--energy-min=0.02", "--energy-max=200", "--core-max=700", "--viewcone-max=8"]
 ROWS = {  # row -> extra arguments of ctapipe-train-gammalearn (None: trained on the labelled target)
     "none": [],
@@ -64,7 +66,8 @@ def simulate(work, name, kind, n, seed, spectral_index, shift=None):
     conditions = SHIFT_B if shift == "B" else []
     simulated = path.with_name(f"{name}.nominal.dl1.h5") if shift == "A" else path
     if not simulated.exists():
-        run([BIN / "ctapipe-gammalearn-simulate", *(GAMMA if kind == "gamma" else PROTON), f"--n-events={n}",
+        kind_args = {"gamma": GAMMA, "gamma_point": GAMMA_POINT, "proton": PROTON}[kind]
+        run([BIN / "ctapipe-gammalearn-simulate", *kind_args, f"--n-events={n}",
              f"--seed={seed}", f"--obs-id={seed}", f"--spectral-index={spectral_index}", *conditions,
              f"--output={simulated}", "--no-progress"], work / "logs" / f"sim_{name}.log")
     if simulated != path:
@@ -87,6 +90,8 @@ def make_files(work, args):
     files["test_gamma"] = simulate(work, "test_gamma_shifted", "gamma", args.test_gammas, 501, -1.5, args.shift)
     files["test_proton"] = simulate(work, "test_proton_shifted", "proton", args.test_protons, 502, -1.5, args.shift)
     files["source_test_gamma"] = simulate(work, "test_gamma_nominal", "gamma", args.test_gammas, 503, -1.5)
+    files["test_gamma_point"] = simulate(work, "test_gamma_point_shifted", "gamma_point", args.test_gammas, 504,
+                                         -1.5, args.shift)
     return files
 
 
@@ -124,7 +129,7 @@ def baseline(work, files):
             run([BIN / tool, "-c", RESOURCES / f"baseline_{name}.yaml", *inputs, f"--output={models / name}.pkl"],
                 work / "logs" / f"train_{name}.log")
     dl2 = {}
-    for kind in ("test_gamma", "test_proton"):
+    for kind in TEST_SETS:
         dl2[kind] = work / "dl2" / f"{kind}.baseline.dl2.h5"
         if not dl2[kind].exists():
             dl2[kind].parent.mkdir(parents=True, exist_ok=True)
@@ -135,19 +140,29 @@ def baseline(work, files):
     return dl2
 
 
+TEST_SETS = ("test_gamma", "test_proton", "test_gamma_point")
+# report -> its test sets: diffuse gammas for the resolutions and AUC, point-like gammas for
+# the simulated Crab observation (the benchmark makes one only from point-like gammas)
+REPORTS = {"": ("test_gamma", "test_proton"), "_point": ("test_gamma_point", "test_proton")}
+
+
 def evaluate(work, row, model_dir, baseline_dl2, files):
-    """DL2 of the row on the shifted test files, its benchmark report and its A-distance."""
-    report = work / "reports" / row
-    if not (report / "metrics.json").exists():
-        onnx = next(model_dir.glob("gammaphysnet_*.onnx"))
+    """DL2 of the row on the shifted test files, its benchmark reports (diffuse and point-like
+    gammas) and its A-distance."""
+    onnx = next(model_dir.glob("gammaphysnet_*.onnx"))
+    for suffix, kinds in REPORTS.items():
+        report = work / "reports" / f"{row}{suffix}"
+        if (report / "metrics.json").exists():
+            continue
         dl2 = []
-        for kind, path in baseline_dl2.items():
+        for kind in kinds:
             dl2.append(work / "dl2" / f"{kind}.{row}.dl2.h5")
             if not dl2[-1].exists():
-                run([BIN / "ctapipe-apply-gammalearn", f"--input={path}", f"--model={onnx}", f"--output={dl2[-1]}",
-                     "--no-progress"], work / "logs" / f"apply_{row}_{kind}.log")
+                run([BIN / "ctapipe-apply-gammalearn", f"--input={baseline_dl2[kind]}", f"--model={onnx}",
+                     f"--output={dl2[-1]}", "--no-progress"], work / "logs" / f"apply_{row}_{kind}.log")
         run([BIN / "ctapipe-gammalearn-benchmark", *(f"--input={p}" for p in dl2), f"--output-dir={report}"],
-            work / "logs" / f"benchmark_{row}.log")
+            work / "logs" / f"benchmark_{row}{suffix}.log")
+    report = work / "reports" / row
     distance = work / "distance" / row
     if not (distance / "domain_distance.json").exists():
         run([BIN / "ctapipe-gammalearn-domain-distance", f"--source={files['source_test_gamma']}",
@@ -169,8 +184,16 @@ def _band(metrics, prefix, e_min, e_max, level="mono"):
     return sum(b["angular_resolution_deg"] * b["n_events"] for b in bins) / n if n else None
 
 
-def table_row(name, metrics, distance, prefixes):
+def _significance(point_metrics, method, cuts):
+    """Li & Ma significance of the simulated 1 h Crab observation of ``method`` with ``cuts``."""
+    found = [r["significance"] for r in point_metrics.get("observation") or []
+             if r["method"] == method and r["cuts"] == cuts]
+    return found[0] if found else None
+
+
+def table_row(name, metrics, distance, prefixes, point_metrics=None, method="GammaPhysNet"):
     energy, classifier, geometry = prefixes
+    point_metrics = point_metrics or {}
     return {
         "row": name,
         "auc": _overall(metrics, classifier, "classification", "auc"),
@@ -181,14 +204,16 @@ def table_row(name, metrics, distance, prefixes):
         "angular_mid": _band(metrics, geometry, 0.2, 2.0),
         "angular_high": _band(metrics, geometry, 2.0, 200.0),
         "a_distance": distance,
+        "significance_efficiency": _significance(point_metrics, method, "efficiency"),
+        "significance_best": _significance(point_metrics, method, "best"),
     }
 
 
 def print_table(rows):
     columns = ("auc", "protons_kept", "energy_resolution", "angular_resolution", "angular_low", "angular_mid",
-               "angular_high", "a_distance")
+               "angular_high", "a_distance", "significance_efficiency", "significance_best")
     print("| row | AUC | protons kept at 70 % γ | ΔE/E | θ68 all [deg] | θ68 < 0.2 TeV | θ68 0.2–2 TeV | "
-          "θ68 > 2 TeV | A-distance |")
+          "θ68 > 2 TeV | A-distance | σ 1 h Crab, efficiency cuts | σ, best cuts |")
     print("|---|" + "---|" * len(columns))
     for row in rows:
         cells = ["—" if row[c] is None else f"{row[c]:.3f}" for c in columns]
@@ -257,12 +282,14 @@ def main():
         model_dir = train(work, row, files, args)
         metrics_path, distance_path = evaluate(work, row, model_dir, baseline_dl2, files)
         metrics = json.loads(metrics_path.read_text())
+        point_metrics = json.loads(metrics_path.parent.with_name(f"{row}_point").joinpath("metrics.json").read_text())
         distance = json.loads(distance_path.read_text())["a_distance"]
         rows.append(table_row(row, metrics, distance,
-                              ("GammaPhysNetEnergy", "GammaPhysNetClassifier", "GammaPhysNetGeometry")))
+                              ("GammaPhysNetEnergy", "GammaPhysNetClassifier", "GammaPhysNetGeometry"), point_metrics))
         if len(rows) == 1:
             refs = metrics["references"]["mono"]
-            hillas = table_row("Hillas+RF", metrics, None, (refs["energy"], refs["classification"], refs["geometry"]))
+            hillas = table_row("Hillas+RF", metrics, None, (refs["energy"], refs["classification"], refs["geometry"]),
+                               point_metrics, method="reference")
     rows.append(hillas)
     print_table(rows)
     gaps(rows)

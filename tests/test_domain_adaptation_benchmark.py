@@ -28,3 +28,16 @@ def test_no_gap_where_the_oracle_is_worse():
     assert "dann: auc gap recovered +20%" in lines
     assert not any(line.startswith("dann: angular_resolution") for line in lines)
     assert any(line.startswith("angular_resolution: the oracle (0.400) is not better") for line in lines)
+
+
+def test_significance_of_each_method_and_cuts():
+    point = {"observation": [
+        {"method": "reference", "cuts": "best", "significance": 4.0},
+        {"method": "GammaPhysNet", "cuts": "best", "significance": 6.5},
+        {"method": "GammaPhysNet", "cuts": "efficiency", "significance": 5.0},
+    ]}
+    module = _module()
+    assert module._significance(point, "GammaPhysNet", "best") == 6.5
+    assert module._significance(point, "reference", "best") == 4.0
+    assert module._significance(point, "reference", "efficiency") is None
+    assert module._significance({}, "GammaPhysNet", "best") is None
