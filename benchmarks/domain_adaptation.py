@@ -13,8 +13,9 @@ Shift B (the default): 3x NSB, 2 % dead pixels, 3 stars, 0.8x optical efficiency
   whole files: one per class);
 - target: shifted gammas and protons, as many files: unlabelled target of the adaptation rows,
   labelled training set of the oracle;
-- test: shifted diffuse gammas and protons (every row is measured there), and nominal diffuse
-  gammas (the source side of the A-distance).
+- test: shifted diffuse gammas and protons (every row is measured there), shifted point-like
+  gammas at 0.4 deg wobble (with the protons: each row's simulated 1 h Crab observation), and
+  nominal diffuse gammas (the source side of the A-distance).
 Rows: γ-PhysNet trained on the source only, with matched NSB, with DANN, conditional DANN,
 DeepCORAL and DAN; the oracle (trained on the labelled target); Hillas+RF trained on the source.
 Every γ-PhysNet row has the same preset, epochs and seed. Each step is skipped when its output
