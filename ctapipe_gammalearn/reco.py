@@ -24,7 +24,7 @@ from .compat import PARTICLE_TYPE_KEY, telescope_pointing
 from .dl2 import PREFIXES, columns_to_container, columns_to_table, dl2_columns
 from .lattice import fingerprint_fits
 from .modelcard import OUTPUT_NAMES, OUTPUTS
-from .runtime import DEFAULT_BATCH_SIZE, load_model
+from .runtime import load_model
 
 __all__ = [
     "GammaPhysNetQualityQuery",
@@ -157,7 +157,9 @@ class GammaPhysNetReconstructor(Reconstructor):
         help="Threads for inference per model; None: the runtime's default (all cores)",
     ).tag(config=True)
 
-    batch_size = Integer(DEFAULT_BATCH_SIZE, help="Images per inference call").tag(config=True)
+    batch_size = Integer(
+        None, allow_none=True, help="Images per inference call (default: 64 on CPU, 1024 on CUDA)"
+    ).tag(config=True)
 
     providers = List(
         Unicode(),

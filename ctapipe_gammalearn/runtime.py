@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 #: onnxruntime severity levels: 0 verbose ... 3 error, 4 fatal
 _QUIET = 3
 _SILENT = 4
-DEFAULT_BATCH_SIZE = 512
+# images per inference call when not given: small batches stay in the CPU's caches (64 runs
+# `small` 1.4x and `paper` 1.1x faster than 512 on a 2-core EPYC); a GPU wants large ones
+CPU_BATCH_SIZE = 64
+GPU_BATCH_SIZE = 1024
 TORCHSCRIPT_SUFFIXES = {".pt", ".ts", ".torchscript"}
 
 
@@ -40,6 +43,7 @@ class ModelRuntime:
     """A loaded model: ``.card`` and ``.predict(image, peak_time)``."""
 
     backend = None
+    providers = ()
 
     def __init__(self, path, card):
         self.path = Path(path)
@@ -51,8 +55,15 @@ class ModelRuntime:
     def _run(self, image, peak_time):
         raise NotImplementedError
 
-    def predict(self, image, peak_time, batch_size=DEFAULT_BATCH_SIZE):
-        """Network outputs for ``(n, n_pixels)`` images and peak times.
+    @property
+    def default_batch_size(self):
+        """Images per inference call when ``predict`` is given none: `GPU_BATCH_SIZE` on CUDA,
+        else `CPU_BATCH_SIZE`."""
+        return GPU_BATCH_SIZE if "CUDAExecutionProvider" in self.providers else CPU_BATCH_SIZE
+
+    def predict(self, image, peak_time, batch_size=None):
+        """Network outputs for ``(n, n_pixels)`` images and peak times, ``batch_size`` images
+        per inference call (default: `default_batch_size`).
 
         Returns a dict output name -> array with n rows, in `OUTPUT_NAMES` order.
         """
@@ -69,7 +80,7 @@ class ModelRuntime:
         n = len(image)
         if n == 0:
             return {name: np.empty((0, *self._trailing(name)), np.float32) for name in OUTPUT_NAMES}
-        batch_size = max(int(batch_size or n), 1)
+        batch_size = max(int(batch_size or self.default_batch_size), 1)
         chunks = [
             self._run(image[start : start + batch_size], peak_time[start : start + batch_size])
             for start in range(0, n, batch_size)

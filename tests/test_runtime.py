@@ -45,6 +45,23 @@ def test_predict_shapes_and_batching(model_files, geometry):
     assert empty["fov_offset"].shape == (0, 2)
 
 
+def test_default_batch_size_follows_the_device(model_files, geometry, monkeypatch):
+    from ctapipe_gammalearn import runtime as runtime_module
+
+    runtime = load_model(model_files["onnx"], n_threads=1)
+    assert runtime.default_batch_size == runtime_module.CPU_BATCH_SIZE
+    # the default splits into calls of default_batch_size images
+    monkeypatch.setattr(runtime_module, "CPU_BATCH_SIZE", 8)
+    calls = []
+    run = runtime._run
+    monkeypatch.setattr(runtime, "_run", lambda image, peak_time: calls.append(len(image)) or run(image, peak_time))
+    image, peak_time = example_inputs(geometry.n_pixels, batch=21)
+    runtime.predict(image, peak_time)
+    assert calls == [8, 8, 5]
+    monkeypatch.setattr(runtime, "providers", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert runtime.default_batch_size == runtime_module.GPU_BATCH_SIZE
+
+
 def test_onnx_and_torchscript_agree(model_files, geometry):
     image, peak_time = example_inputs(geometry.n_pixels, batch=6, seed=3)
     onnx_out = load_model(model_files["onnx"]).predict(image, peak_time)
