@@ -2,6 +2,7 @@
 
     python benchmarks/bench_apply.py [--images 512] [--batch 256] [--repeat 3] [--threads 0]
         [--dl1 FILE.dl1.h5] [--preset small] [--skip-presets] [--skip-end-to-end]
+        [--compare-batches 64 512]
 
 The default DL1 file is a small real one (5 array events on 38 telescopes), where
 fixed per-file costs dominate; a file with many events shows the steady state, e.g.
@@ -76,6 +77,18 @@ def bench_presets(args, workdir):
         bound = peak / flops
         print(f"{preset:8s} {flops / 1e6:10.1f} {batched:14.1f} {single:14.1f} "
               f"{bound:11.1f} {batched / bound:9.1%} {batched / single:13.2f}")
+        if args.compare_batches:
+            compare_batches(runtime, image, peak_time, args.compare_batches, args.repeat, preset)
+
+
+def compare_batches(runtime, image, peak_time, sizes, repeat, preset):
+    """Images/s for each batch size, the sizes alternating in every round (same machine load)."""
+    rates = {size: [] for size in sizes}
+    for _ in range(repeat):
+        for size in sizes:
+            rates[size].append(len(image) / median_time(lambda: runtime.predict(image, peak_time, size), 1, 0))
+    print(f"{preset:8s} img/s by batch size: "
+          + ", ".join(f"{size}: {np.median(r):.0f}" for size, r in rates.items()))
 
 
 def bench_end_to_end(args, workdir):
@@ -140,6 +153,8 @@ def main():
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0: runtime default (all cores)")
+    parser.add_argument("--compare-batches", type=int, nargs="+", metavar="N",
+                        help="also images/s of the exported model for each of these batch sizes")
     parser.add_argument("--preset", default="small", help="preset for the end-to-end comparison")
     parser.add_argument("--dl1", default=str(DEFAULT_DL1))
     parser.add_argument("--skip-end-to-end", action="store_true")

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 _QUIET = 3
 _SILENT = 4
 # images per inference call when not given: small batches stay in the CPU's caches (64 runs
-# `small` 1.4x and `paper` 1.1x faster than 512 on a 2-core EPYC); a GPU wants large ones
+# `small` 1.25x and `paper` 1.13x faster than 512 on a 2-core EPYC); a GPU wants large ones
 CPU_BATCH_SIZE = 64
 GPU_BATCH_SIZE = 1024
 TORCHSCRIPT_SUFFIXES = {".pt", ".ts", ".torchscript"}
