@@ -22,20 +22,9 @@ from ctapipe_gammalearn.nn import PRESETS, GammaPhysNet, layers
 from ctapipe_gammalearn.nn.export import example_inputs, export_model
 from ctapipe_gammalearn.runtime import load_model
 
-AMAX_REDUCE = layers.LatticePool._reduce
-
-
-def max_with_indices_reduce(self, rows, index, counts, n_out):
-    """The path used with gradients, forced."""
-    fill = float("-inf") if self.mode == "max" else 0.0
-    padded = torch.nn.functional.pad(rows, (0, 0, 0, 1), value=fill)
-    taps = padded.index_select(1, index).reshape(rows.shape[0], self.n_taps, n_out, rows.shape[2])
-    if self.mode == "max":
-        return taps.max(dim=1)[0]
-    return taps.sum(dim=1) / counts.unsqueeze(-1)
-
-
-PATHS = {"max with indices": max_with_indices_reduce, "amax": AMAX_REDUCE}
+TAP_MAX = layers._tap_max  # amax without gradients
+# the path used with gradients, forced
+PATHS = {"max with indices": lambda taps: taps.max(dim=1)[0], "amax": TAP_MAX}
 
 
 def main():
@@ -55,20 +44,20 @@ def main():
             net = GammaPhysNet(lattice, preset=preset).eval()
             models, outputs = {}, {}
             for name, reduce in PATHS.items():
-                layers.LatticePool._reduce = reduce
+                layers._tap_max = reduce
                 paths = export_model(net, lattice, "LST", Path(tmp) / f"{preset}_{len(models)}", overwrite=True)
                 models[name] = load_model(paths["onnx"], n_threads=args.threads)
-            layers.LatticePool._reduce = AMAX_REDUCE
+            layers._tap_max = TAP_MAX
             x, t = torch.as_tensor(image), torch.as_tensor(peak_time)
             times = {name: ([], []) for name in PATHS}
             for _ in range(args.repeat):
                 for name, reduce in PATHS.items():
-                    layers.LatticePool._reduce = reduce
+                    layers._tap_max = reduce
                     with torch.no_grad():
                         times[name][0].append(median_time(lambda: net(x, t), 1, warmup=1))
                         outputs[name] = [o.numpy() for o in net(x, t)]
                     times[name][1].append(median_time(lambda: models[name].predict(image, peak_time), 1, warmup=1))
-            layers.LatticePool._reduce = AMAX_REDUCE
+            layers._tap_max = TAP_MAX
             for name in PATHS:
                 eval_ms, ort_ms = (1e3 * np.median(v) for v in times[name])
                 print(f"{preset:8s} {name:18s} {eval_ms:14.1f} {ort_ms:15.1f}")

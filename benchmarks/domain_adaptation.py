@@ -47,6 +47,11 @@ ROWS = {  # row -> extra arguments of ctapipe-train-gammalearn (None: trained on
     "oracle": None,
 }
 
+TEST_SETS = ("test_gamma", "test_proton", "test_gamma_point")
+# report -> its test sets: diffuse gammas for the resolutions and AUC, point-like gammas for
+# the simulated Crab observation (the benchmark makes one only from point-like gammas)
+REPORTS = {"": ("test_gamma", "test_proton"), "_point": ("test_gamma_point", "test_proton")}
+
 
 def run(args, log):
     start = time.perf_counter()
@@ -141,19 +146,15 @@ def baseline(work, files):
     return dl2
 
 
-TEST_SETS = ("test_gamma", "test_proton", "test_gamma_point")
-# report -> its test sets: diffuse gammas for the resolutions and AUC, point-like gammas for
-# the simulated Crab observation (the benchmark makes one only from point-like gammas)
-REPORTS = {"": ("test_gamma", "test_proton"), "_point": ("test_gamma_point", "test_proton")}
-
-
 def evaluate(work, row, model_dir, baseline_dl2, files):
     """DL2 of the row on the shifted test files, its benchmark reports (diffuse and point-like
-    gammas) and its A-distance."""
+    gammas) and its A-distance: returns {report suffix: its metrics.json} and the A-distance file."""
     onnx = next(model_dir.glob("gammaphysnet_*.onnx"))
+    metrics = {}
     for suffix, kinds in REPORTS.items():
         report = work / "reports" / f"{row}{suffix}"
-        if (report / "metrics.json").exists():
+        metrics[suffix] = report / "metrics.json"
+        if metrics[suffix].exists():
             continue
         dl2 = []
         for kind in kinds:
@@ -163,13 +164,12 @@ def evaluate(work, row, model_dir, baseline_dl2, files):
                      f"--output={dl2[-1]}", "--no-progress"], work / "logs" / f"apply_{row}_{kind}.log")
         run([BIN / "ctapipe-gammalearn-benchmark", *(f"--input={p}" for p in dl2), f"--output-dir={report}"],
             work / "logs" / f"benchmark_{row}{suffix}.log")
-    report = work / "reports" / row
     distance = work / "distance" / row
     if not (distance / "domain_distance.json").exists():
         run([BIN / "ctapipe-gammalearn-domain-distance", f"--source={files['source_test_gamma']}",
              f"--target={files['test_gamma']}", f"--model={model_dir}", f"--output-dir={distance}", "--no-progress"],
             work / "logs" / f"distance_{row}.log")
-    return report / "metrics.json", distance / "domain_distance.json"
+    return metrics, distance / "domain_distance.json"
 
 
 def _overall(metrics, prefix, kind, key, level="mono"):
@@ -281,9 +281,8 @@ def main():
     for row in args.rows:
         print(f"{time.strftime('%H:%M:%S')} row {row}", flush=True)
         model_dir = train(work, row, files, args)
-        metrics_path, distance_path = evaluate(work, row, model_dir, baseline_dl2, files)
-        metrics = json.loads(metrics_path.read_text())
-        point_metrics = json.loads(metrics_path.parent.with_name(f"{row}_point").joinpath("metrics.json").read_text())
+        metrics_paths, distance_path = evaluate(work, row, model_dir, baseline_dl2, files)
+        metrics, point_metrics = (json.loads(metrics_paths[suffix].read_text()) for suffix in ("", "_point"))
         distance = json.loads(distance_path.read_text())["a_distance"]
         rows.append(table_row(row, metrics, distance,
                               ("GammaPhysNetEnergy", "GammaPhysNetClassifier", "GammaPhysNetGeometry"), point_metrics))
