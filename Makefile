@@ -21,6 +21,7 @@ TORCH_FREE_TESTS ?= \
 	tests/test_tool_config.py \
 	tests/test_atomic.py \
 	tests/test_compat.py \
+	tests/test_fast_geometry.py \
 	tests/test_lattice.py \
 	tests/test_evaluation_metrics.py \
 	tests/test_evaluation_baseline.py \

@@ -131,8 +131,9 @@ def _finite_rows(*arrays):
 
 
 def _invalidate(columns, valid):
-    for name, values in columns.items():
-        values[~valid] = np.nan * getattr(values, "unit", 1)
+    if not valid.all():  # Quantity assignment is slow: the per-event path skips it when it can
+        for name, values in columns.items():
+            values[~valid] = np.nan * getattr(values, "unit", 1)
     columns["is_valid"] = valid.copy()
     return columns
 
@@ -198,8 +199,9 @@ def dl2_columns(
     )
     # the core is an extra: its failure must not invalidate the direction
     core_bad = ~_finite_rows(outputs["impact"], outputs["impact_logvar"])
-    for name in ("core_x", "core_y", "core_uncert_x", "core_uncert_y"):
-        geometry[name][core_bad] = np.nan
+    if core_bad.any():
+        for name in ("core_x", "core_y", "core_uncert_x", "core_uncert_y"):
+            geometry[name][core_bad] = np.nan
     geometry_columns = _invalidate(geometry, geometry_ok)
 
     return {

@@ -18,13 +18,13 @@ from ctapipe.core.traits import Integer, List, Path, Unicode
 from ctapipe.io import DataLevel, EventSource
 from ctapipe.reco import Reconstructor
 from ctapipe.reco.reconstructor import ReconstructionProperty
-from ctapipe.reco.stereo_combination import StereoMeanCombiner
 
 from .compat import PARTICLE_TYPE_KEY, telescope_pointing
 from .dl2 import PREFIXES, columns_to_container, columns_to_table, dl2_columns
 from .lattice import fingerprint_fits
 from .modelcard import OUTPUT_NAMES, OUTPUTS
 from .runtime import load_model
+from .stereo import FastStereoMeanCombiner
 
 __all__ = [
     "GammaPhysNetQualityQuery",
@@ -182,7 +182,7 @@ class GammaPhysNetReconstructor(Reconstructor):
         self._tels_with_model = np.array([t for t, r in self.tel_runtime.items() if r is not None])
         self._n_pixels = {t: tel.camera.geometry.n_pixels for t, tel in subarray.tel.items()}
         self.stereo_combiners = {
-            prop: StereoMeanCombiner(
+            prop: FastStereoMeanCombiner(
                 prefix=prefix,
                 property=prop,
                 parent=self,
