@@ -14,7 +14,7 @@ import astropy.units as u
 import numpy as np
 from ctapipe.core import Provenance, QualityQuery, Tool
 from ctapipe.core.tool import ToolConfigurationError
-from ctapipe.core.traits import Integer, List, Path, Unicode
+from ctapipe.core.traits import Bool, Integer, List, Path, Unicode
 from ctapipe.io import DataLevel, EventSource
 from ctapipe.reco import Reconstructor
 from ctapipe.reco.reconstructor import ReconstructionProperty
@@ -161,6 +161,12 @@ class GammaPhysNetReconstructor(Reconstructor):
         None, allow_none=True, help="Images per inference call (default: 64 on CPU, 1024 on CUDA)"
     ).tag(config=True)
 
+    spin_threads = Bool(
+        False,
+        help="onnxruntime's threads busy-wait between operators: faster batches, but they hold the"
+        " cores between calls (ctapipe-apply-gammalearn turns it on; an event loop needs the cores)",
+    ).tag(config=True)
+
     providers = List(
         Unicode(),
         default_value=[],
@@ -203,7 +209,7 @@ class GammaPhysNetReconstructor(Reconstructor):
             )
         n_threads = self.n_threads if self.n_threads is not None else self.n_jobs
         runtimes = [
-            load_model(path, providers=self.providers or None, n_threads=n_threads)
+            load_model(path, providers=self.providers or None, n_threads=n_threads, spin_threads=self.spin_threads)
             for path in self.model_paths
         ]
         for path in self.model_paths:

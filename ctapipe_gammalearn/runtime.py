@@ -146,7 +146,7 @@ def choose_providers(model_bytes, preferred=None):
 class OnnxRuntime(ModelRuntime):
     backend = "onnxruntime"
 
-    def __init__(self, path, providers=None, n_threads=None):
+    def __init__(self, path, providers=None, n_threads=None, spin_threads=False):
         import onnxruntime as ort
 
         path = Path(path)
@@ -154,9 +154,11 @@ class OnnxRuntime(ModelRuntime):
         chosen = choose_providers(model_bytes, providers)
         options = ort.SessionOptions()
         options.log_severity_level = _QUIET
-        # no busy-waiting between calls: the event loop needs the cores in between
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        # busy-waiting threads answer faster (about 10 % more images/s in batches on 2 cores)
+        # but hold the cores between calls, which an event loop needs for its own work
+        spin = "1" if spin_threads else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         if n_threads:
             options.intra_op_num_threads = int(n_threads)
             options.inter_op_num_threads = 1
@@ -211,8 +213,11 @@ class TorchScriptRuntime(ModelRuntime):
         return [o.numpy() for o in out]
 
 
-def load_model(path, providers=None, n_threads=None) -> ModelRuntime:
+def load_model(path, providers=None, n_threads=None, spin_threads=False) -> ModelRuntime:
     """Load an exported model (``.onnx`` or TorchScript ``.pt``) for inference.
+
+    ``spin_threads``: onnxruntime's threads busy-wait between operators (for batched
+    inference with nothing else running; ignored by TorchScript).
 
     Raises `ModelFileError` (a one-line message naming the file) when the file
     is missing, unreadable, or carries no valid model card.
@@ -222,4 +227,4 @@ def load_model(path, providers=None, n_threads=None) -> ModelRuntime:
         raise ModelFileError(f"{path}: model file not found")
     if path.suffix in TORCHSCRIPT_SUFFIXES:
         return TorchScriptRuntime(path, n_threads=n_threads)
-    return OnnxRuntime(path, providers=providers, n_threads=n_threads)
+    return OnnxRuntime(path, providers=providers, n_threads=n_threads, spin_threads=spin_threads)

@@ -201,3 +201,14 @@ def test_one_event_per_chunk_agrees_with_event_loop(dl1_file, models, per_event,
     pairs += [(stereo, f"{ENERGY_PREFIX}_energy"), (stereo, f"{GEOMETRY_PREFIX}_telescopes")]
     for joined, column in pairs:
         _compare(Table({column: joined[f"{column}_a"]}), Table({column: joined[f"{column}_b"]}), column)
+
+
+@pytest.mark.parametrize("configured, expected", [([], "1"), (["--GammaPhysNetReconstructor.spin_threads=False"], "0")])
+def test_batched_tool_spins_unless_configured(dl1_file, models, workdir, configured, expected):
+    """The batched tool lets onnxruntime's threads spin; the event loop's default stays off."""
+    argv = [f"--input={dl1_file}", f"--output={workdir / 'spin.dl2.h5'}", "--overwrite", *configured]
+    with ApplyGammaPhysNet() as tool:  # the tool's context closes what setup opened
+        tool.initialize(argv=argv + [f"--model={m}" for m in models])
+        tool.setup()
+        options = tool.reconstructor.runtimes[0].session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected

@@ -78,6 +78,15 @@ def test_thread_count_is_applied(model_files):
     assert runtime.session.get_session_options().intra_op_num_threads == 1
 
 
+def test_spinning_is_off_unless_asked(model_files):
+    def spinning(runtime):
+        options = runtime.session.get_session_options()
+        return options.get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spinning(load_model(model_files["onnx"])) == "0"
+    assert spinning(load_model(model_files["onnx"], spin_threads=True)) == "1"
+
+
 def test_wrong_pixel_count_is_rejected(model_files, geometry):
     runtime = load_model(model_files["onnx"])
     image, peak_time = example_inputs(geometry.n_pixels - 1, batch=2)

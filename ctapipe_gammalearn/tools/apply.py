@@ -76,7 +76,9 @@ class ApplyGammaPhysNet(GammaLearnTool):
         # the camera-frame layout does not depend on the focal length; every file has EQUIVALENT
         self.loader = self.enter_context(TableLoader(self.dl1_path, focal_length_choice="EQUIVALENT"))
         self.subarray = self.loader.subarray
-        self.reconstructor = GammaPhysNetReconstructor(self.subarray, parent=self)
+        # nothing else runs during the batches: let onnxruntime's threads spin, unless configured
+        spin = {} if "spin_threads" in self.config.GammaPhysNetReconstructor else {"spin_threads": True}
+        self.reconstructor = GammaPhysNetReconstructor(self.subarray, parent=self, **spin)
         self.n_images = 0
         self.n_predicted = 0
 
