@@ -68,7 +68,7 @@ def run(argv, workdir):
     return time.perf_counter() - start
 
 
-def per_event_costs(input_path, models, threads, max_events, passes):
+def per_event_costs(input_path, models, threads, max_events, passes, spin_threads=False):
     """Median ms per event of the common steps and of each configuration's shower + write."""
     import copy
 
@@ -82,6 +82,7 @@ def per_event_costs(input_path, models, threads, max_events, passes):
     config.GammaPhysNetReconstructor.model_paths = [str(m) for m in models]
     if threads:
         config.GammaPhysNetReconstructor.n_threads = threads
+    config.GammaPhysNetReconstructor.spin_threads = spin_threads
     hillas_config = copy.deepcopy(config)
     hillas_config.ShowerProcessor.reconstructor_types = ["HillasReconstructor"]
 
@@ -133,6 +134,7 @@ def main():
     parser.add_argument("--preset", default="small")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0: runtime default")
+    parser.add_argument("--spin-threads", action="store_true", help="GammaPhysNetReconstructor.spin_threads")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,6 +157,7 @@ def main():
         physnet += [f"--GammaPhysNetReconstructor.model_paths={m}" for m in models]
         if args.threads:
             physnet.append(f"--GammaPhysNetReconstructor.n_threads={args.threads}")
+        physnet.append(f"--GammaPhysNetReconstructor.spin_threads={args.spin_threads}")
 
         run(hillas, workdir)  # warm caches (file, imports)
         t_hillas, t_physnet = [], []
@@ -163,10 +166,15 @@ def main():
             t_physnet.append(run(physnet, workdir))
         n_events = count_events(workdir / "physnet.h5")
         assert n_events == count_events(workdir / "hillas.h5")
-        base, per_event = per_event_costs(args.input, models, args.threads, args.max_events, args.passes)
+        base, per_event = per_event_costs(
+            args.input, models, args.threads, args.max_events, args.passes, args.spin_threads
+        )
 
     th, tp = np.median(t_hillas) / n_events, np.median(t_physnet) / n_events
-    print(f"{Path(args.input).name}: {n_events} events, preset {args.preset}, models {len(models)}")
+    print(
+        f"{Path(args.input).name}: {n_events} events, preset {args.preset}, models {len(models)},"
+        f" spin_threads {args.spin_threads}"
+    )
     print(f"  whole ctapipe-process run, median of {args.repeat}, start-up included:")
     print(f"    Hillas only:             {th * 1e3:8.1f} ms/event")
     print(f"    Hillas + GammaPhysNet:   {tp * 1e3:8.1f} ms/event")

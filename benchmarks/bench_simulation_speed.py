@@ -14,7 +14,11 @@ Settings: 'benchmark' (the documented samples), 'quickstart' (the training sets 
 scripts/demo.sh), 'prod5' (prod5-like diffuse protons).
 
     python benchmarks/bench_simulation_speed.py [--settings benchmark|quickstart|prod5] [--particles gamma proton]
-        [--n-events 300] [--repeat 3] [--workers 2] [--true-image both|yes|no]
+        [--n-events 300] [--repeat 3] [--workers 2] [--true-image both|yes|no] [--concurrency]
+
+--concurrency adds, per sample, the rate of one process simulating and processing batches alone
+against that of each of --workers processes doing the same at once: what the machine's cores
+give to parallel work at all (shared caches, memory bandwidth, SMT siblings), whatever the tool.
 """
 
 import argparse
@@ -102,15 +106,62 @@ def measure_parallel(settings, n_events, seed, workdir, n_workers, write_true_im
     return time.perf_counter() - start
 
 
+def measure_concurrency(settings, n_batches, n_workers):
+    """Triggered events/s of one process running batches alone, then of each of ``n_workers``
+    forked processes running as many batches at the same time."""
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    from ctapipe_gammalearn.simulation.parallel import process_batch
+
+    source = AirShowerSimEventSource(n_events=1, seed=0, **settings)
+    process_images = ImageProcessor(subarray=source.subarray)
+    process_shower = ShowerProcessor(subarray=source.subarray)
+
+    def process(event):
+        process_images(event)
+        process_shower(event)
+
+    def rate(first):
+        start, n = time.perf_counter(), 0
+        for index in range(first, first + n_batches):
+            n += len(process_batch(source, process, index).events)
+        return n / (time.perf_counter() - start)
+
+    with threadpool_limits(1):
+        process_batch(source, process, 10_000)  # warm-up: numba caches, lookup tables
+        alone = rate(0)
+        pipes = []
+        for k in range(n_workers):
+            read, write = os.pipe()
+            if os.fork() == 0:  # pragma: no cover - child
+                os.close(read)
+                os.write(write, f"{rate(1000 * (k + 1)):.6f}".encode())
+                os._exit(0)
+            os.close(write)
+            pipes.append(read)
+        together = []
+        for read in pipes:
+            with os.fdopen(read) as f:
+                together.append(float(f.read()))
+        for _ in pipes:
+            os.wait()
+    return alone, together
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-events", type=int, default=300)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per table row (0: no table)")
     parser.add_argument("--workers", type=int, default=available_cores(), help="processes of the parallel column")
     parser.add_argument("--settings", choices=list(SETTINGS), default="benchmark", help="which samples")
     parser.add_argument("--particles", nargs="+", default=None, help="of the settings' samples (default: all)")
     parser.add_argument("--true-image", choices=["both", "yes", "no"], default="both",
                         help="rows with the true images written, without, or both")
+    parser.add_argument("--concurrency", action="store_true",
+                        help="also: one process alone against --workers processes at once")
+    parser.add_argument("--concurrency-batches", type=int, default=8, help="batches per process for --concurrency")
     args = parser.parse_args()
     samples = {k: v for k, v in SETTINGS[args.settings].items() if args.particles is None or k in args.particles}
     print(
@@ -124,7 +175,8 @@ def main():
         f"| end to end, {args.workers} workers | speed-up | end to end / ctapipe |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    true_images = {"both": (True, False), "yes": (True,), "no": (False,)}[args.true_image]
+    # --repeat 0: no table (e.g. with --concurrency alone)
+    true_images = {"both": (True, False), "yes": (True,), "no": (False,)}[args.true_image] if args.repeat else ()
     with tempfile.TemporaryDirectory() as workdir:
         for name, settings in samples.items():
             for true_image in true_images:
@@ -147,6 +199,18 @@ def main():
                     f"| {in_parallel / rate[''][1]:.2f} |",
                     flush=True,
                 )
+
+
+    if args.concurrency:
+        print(f"\nOne process alone against {args.workers} at once ({args.concurrency_batches} batches each, "
+              "simulated and processed, triggered events/s):")
+        for name, settings in samples.items():
+            alone, together = measure_concurrency(settings, args.concurrency_batches, args.workers)
+            print(
+                f"  {name}: alone {alone:.0f}; together " + " + ".join(f"{r:.0f}" for r in together)
+                + f" = {sum(together):.0f} ({sum(together) / alone:.2f}x one process)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
