@@ -259,6 +259,34 @@ def test_domain_term_reads_only_the_learnt_features(method, tiny_domain, single_
     assert seen == [(n, n)] and torch.isfinite(out["domain"])
 
 
+@pytest.mark.parametrize("method", ["dann", "coral"])
+def test_source_and_target_share_one_forward_pass(method, tiny_domain, tmp_path, single_torch_thread):
+    """Batch normalisation sees both domains together, as at inference: in training mode a
+    pass over one domain alone is normalised by its own statistics, which hides its shift."""
+    trainer = make_domain_trainer(tiny_domain, tmp_path, method, epochs=1)
+    passes = []
+    trainer.model.register_forward_pre_hook(lambda module, args: passes.append((module.training, len(args[0]))))
+    history = trainer.fit(1)
+    training = [n for is_training, n in passes if is_training]
+    assert training and all(n == 8 + 8 for n in training)  # 8 source rows, then 8 target rows
+    assert all(n == 8 for is_training, n in passes if not is_training)  # validation: source only
+    assert np.isfinite(history[-1]["train_loss"]) and np.isfinite(history[-1]["train_domain"])
+
+    # why: a brightness shift that a joint pass shows, separate passes hide
+    source, _, build = tiny_domain
+    model = build().train()
+    image = torch.as_tensor(source["image"][:8]).float()
+    peak_time = torch.as_tensor(source["peak_time"][:8]).float()
+    brighter = 3.0 * image + 4.0
+    n = model.n_learnt_features
+    with torch.no_grad():
+        joint = model.features(torch.cat([image, brighter]), torch.cat([peak_time, peak_time]))[0][:, :n]
+        alone = model.features(image, peak_time)[0][:, :n], model.features(brighter, peak_time)[0][:, :n]
+    gap_joint = (joint[:8].mean(0) - joint[8:].mean(0)).abs().mean()
+    gap_alone = (alone[0].mean(0) - alone[1].mean(0)).abs().mean()
+    assert gap_joint > 3 * gap_alone
+
+
 def test_resume_with_another_method_is_refused(tiny_domain, tmp_path, single_torch_thread):
     from ctapipe_gammalearn.training.checkpoint import load_checkpoint
 

@@ -22,7 +22,12 @@ source batch and of a target batch:
   `scipy.optimize.linear_sum_assignment`; the loss is the mean cost of the pairs.
 
 `DomainAdaptation` is the trainer's extra term (``Trainer(extra_terms=[term])``):
-``term(model, batch, epoch, step) -> {"domain": loss}``. The target is read in
+``term.joint_inputs(step)`` gives the target batch, which the trainer runs through the
+network in one forward pass with the source batch (shared batch-normalisation
+statistics, as in the usual DANN implementations: separate passes would normalise each
+domain by itself and hide most of the shift), then
+``term(model, batch, epoch, step) -> {"domain": loss}`` reads the features of both
+halves. The target is read in
 a seeded order and recycled when shorter than the source: the target batch of
 a step is a function of the global step alone, so a resumed run draws the same
 ones. The term is an ``nn.Module``: its head joins the optimiser, its state
@@ -242,18 +247,30 @@ class DomainAdaptation(nn.Module):
             source, target = _multilinear(source, source_logits), _multilinear(target, target_logits)
         return domain_classifier_loss(self.head(source), self.head(target))
 
+    def joint_inputs(self, step):
+        """The target rows the trainer appends to the source batch of ``step``.
+
+        Source and target go through the network in one batch: batch normalisation in
+        training mode normalises each forward pass with its own statistics, so separate
+        passes would hide from the domain loss the shift in every channel's mean and
+        spread that inference (running statistics) shows.
+        """
+        return self.target_batch(step)
+
     def forward(self, model, batch, epoch, step):
         inner = getattr(model, "module", model)  # DDP or torch.compile wrappers
         inner = getattr(inner, "_orig_mod", inner)
-        source = getattr(inner, "domain_features", None)
-        if source is None:  # a forward without kept features: compute them
-            source = inner.features(batch["image"], batch["peak_time"])[0]
+        n = len(batch["image"])
+        joint = getattr(inner, "domain_features", None)
         inner.domain_features = None  # drop the reference to this step's graph
-        target_batch = self.target_batch(step)
-        device = source.device
-        target = inner.features(
-            target_batch["image"].to(device, non_blocking=True), target_batch["peak_time"].to(device, non_blocking=True)
-        )[0]
+        if joint is None or len(joint) <= n:  # no joint forward kept its features: one here
+            target_batch = self.target_batch(step)
+            device = batch["image"].device
+            joint = inner.features(
+                torch.cat([batch["image"], target_batch["image"].to(device, non_blocking=True)]),
+                torch.cat([batch["peak_time"], target_batch["peak_time"].to(device, non_blocking=True)]),
+            )[0]
+        source, target = joint[:n], joint[n:]
         coefficient = self.schedule(step) if self.method in _ADVERSARIAL else 1.0
         self.step.fill_(int(step) + 1)
         self.coefficient.fill_(coefficient)

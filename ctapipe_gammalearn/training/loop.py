@@ -140,6 +140,18 @@ class Trainer:
     def _to_device(self, batch):
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
+    def _joint_inputs(self, batch):
+        """The step's network inputs: the batch, followed by the rows an extra term adds
+        (the unlabelled target of domain adaptation: one forward pass over both domains, so
+        that batch normalisation sees them together, as at inference)."""
+        image, peak_time = batch["image"], batch["peak_time"]
+        for term in self.extra_terms:
+            extra = term.joint_inputs(self.global_step) if hasattr(term, "joint_inputs") else None
+            if extra is not None:
+                image = torch.cat([image, extra["image"].to(self.device, non_blocking=True)])
+                peak_time = torch.cat([peak_time, extra["peak_time"].to(self.device, non_blocking=True)])
+        return image, peak_time
+
     def train_epoch(self, epoch):
         self.net.train()
         self.train_stream.set_epoch(epoch)
@@ -158,11 +170,16 @@ class Trainer:
         for batch in self.train_stream:
             batch = self._to_device(batch)
             n = len(batch["image"])
+            image, peak_time = self._joint_inputs(batch)
             # a compiled net would compile again for the short last batch (a minute on 2 cores)
-            net = self.net if n == self.train_stream.batch_size else self.eager_net
+            full = n == self.train_stream.batch_size and len(image) in (n, 2 * n)
+            net = self.net if full else self.eager_net
             with self._autocast():
-                outputs = net(batch["image"], batch["peak_time"])
+                outputs = net(image, peak_time)
                 terms = getattr(self.model, "direction_terms", None)
+                if len(image) > n:  # the physics tasks see the labelled rows only
+                    outputs = tuple(o[:n] for o in outputs)
+                    terms = None if terms is None else {k: v[:n] for k, v in terms.items()}
                 losses = self.loss_fn(outputs, batch, direction_terms=terms)
                 extra = {}
                 for term in self.extra_terms:
