@@ -1,9 +1,26 @@
 """Shared fixtures. Real reference files live in ../shared/data and are never copied here."""
 
+import hashlib
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# numba writes its caches beside the installed sources; two test workers compiling the same
+# cached function at once can leave an index and cache files that do not match, and the
+# next process that loads them crashes (seen with ctapipe's adaptive_centroid gufunc). Each
+# worker, with the processes it starts, gets a cache directory of its own. Set before any
+# import of numba.
+if "NUMBA_CACHE_DIR" not in os.environ or os.environ.get("GAMMALEARN_TEST_NUMBA_CACHE"):
+    # (the xdist workers inherit the controller's choice: the marker lets them replace it)
+    os.environ["GAMMALEARN_TEST_NUMBA_CACHE"] = "1"
+    os.environ["NUMBA_CACHE_DIR"] = str(
+        Path(tempfile.gettempdir())
+        / "ctapipe_gammalearn-numba"
+        / f"{hashlib.sha1(sys.prefix.encode()).hexdigest()[:8]}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    )
 
 SHARED_DATA = Path(
     os.environ.get("GAMMALEARN_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
