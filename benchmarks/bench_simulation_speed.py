@@ -63,22 +63,32 @@ SETTINGS = {
 }
 
 
+def ctapipe_processing(subarray):
+    """``process(event)``: what the tool runs on each event, ctapipe's ImageProcessor and ShowerProcessor."""
+    process_images = ImageProcessor(subarray=subarray)
+    process_shower = ShowerProcessor(subarray=subarray)
+
+    def process(event):
+        process_images(event)
+        process_shower(event)
+
+    return process
+
+
 def measure(settings, n_events, seed, workdir, write_true_image=True):
     source = AirShowerSimEventSource(n_events=n_events, seed=seed, write_true_image=write_true_image, **settings)
     start, cpu = time.perf_counter(), time.process_time()
     events = list(source)
     generate, generate_cpu = time.perf_counter() - start, time.process_time() - cpu
 
-    process_images = ImageProcessor(subarray=source.subarray)
-    process_shower = ShowerProcessor(subarray=source.subarray)
+    process = ctapipe_processing(source.subarray)
     start, cpu = time.perf_counter(), time.process_time()
     with DataWriter(
         source, output_path=Path(workdir) / f"bench_{seed}.h5", overwrite=True,
         write_dl1_images=True, write_dl1_parameters=True, write_dl2=True,
     ) as writer:
         for event in events:
-            process_images(event)
-            process_shower(event)
+            process(event)
             writer(event)
     ctapipe, ctapipe_cpu = time.perf_counter() - start, time.process_time() - cpu
     return dict(
@@ -89,13 +99,7 @@ def measure(settings, n_events, seed, workdir, write_true_image=True):
 def measure_parallel(settings, n_events, seed, workdir, n_workers, write_true_image=True):
     """Wall-clock seconds of the tool's loop with ``n_workers`` processes."""
     source = AirShowerSimEventSource(n_events=n_events, seed=seed, write_true_image=write_true_image, **settings)
-    process_images = ImageProcessor(subarray=source.subarray)
-    process_shower = ShowerProcessor(subarray=source.subarray)
-
-    def process(event):
-        process_images(event)
-        process_shower(event)
-
+    process = ctapipe_processing(source.subarray)
     start = time.perf_counter()
     with DataWriter(
         source, output_path=Path(workdir) / f"bench_parallel_{seed}.h5", overwrite=True,
@@ -116,12 +120,7 @@ def measure_concurrency(settings, n_batches, n_workers):
     from ctapipe_gammalearn.simulation.parallel import process_batch
 
     source = AirShowerSimEventSource(n_events=1, seed=0, **settings)
-    process_images = ImageProcessor(subarray=source.subarray)
-    process_shower = ShowerProcessor(subarray=source.subarray)
-
-    def process(event):
-        process_images(event)
-        process_shower(event)
+    process = ctapipe_processing(source.subarray)
 
     def rate(first):
         start, n = time.perf_counter(), 0

@@ -41,6 +41,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .loop import append_rows
+
 __all__ = [
     "DOMAIN_METHODS",
     "DOMAIN_TASK",
@@ -264,12 +266,7 @@ class DomainAdaptation(nn.Module):
         joint = getattr(inner, "domain_features", None)
         inner.domain_features = None  # drop the reference to this step's graph
         if joint is None or len(joint) <= n:  # no joint forward kept its features: one here
-            target_batch = self.target_batch(step)
-            device = batch["image"].device
-            joint = inner.features(
-                torch.cat([batch["image"], target_batch["image"].to(device, non_blocking=True)]),
-                torch.cat([batch["peak_time"], target_batch["peak_time"].to(device, non_blocking=True)]),
-            )[0]
+            joint = inner.features(*append_rows(batch["image"], batch["peak_time"], self.joint_inputs(step)))[0]
         source, target = joint[:n], joint[n:]
         coefficient = self.schedule(step) if self.method in _ADVERSARIAL else 1.0
         self.step.fill_(int(step) + 1)

@@ -24,7 +24,7 @@ from .balancing import GradNorm
 from .checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, Keys, rng_state, save_checkpoint, set_rng_state
 from .losses import TASKS, outputs_as_dict
 
-__all__ = ["Trainer", "EpochResult", "warmup_cosine", "last_shared_parameter"]
+__all__ = ["Trainer", "EpochResult", "append_rows", "warmup_cosine", "last_shared_parameter"]
 
 
 def warmup_cosine(total_steps, warmup_steps):
@@ -55,6 +55,15 @@ def last_shared_parameter(model):
 
 class EpochResult(dict):
     """``{"epoch", "train_loss", "val_loss", "train_<task>", "val_<task>", "lr", "images_per_s"}``."""
+
+
+def append_rows(image, peak_time, rows):
+    """``image`` and ``peak_time`` followed by those of the batch ``rows``, on their device."""
+    device = image.device
+    return (
+        torch.cat([image, rows["image"].to(device, non_blocking=True)]),
+        torch.cat([peak_time, rows["peak_time"].to(device, non_blocking=True)]),
+    )
 
 
 class Trainer:
@@ -148,8 +157,7 @@ class Trainer:
         for term in self.extra_terms:
             extra = term.joint_inputs(self.global_step) if hasattr(term, "joint_inputs") else None
             if extra is not None:
-                image = torch.cat([image, extra["image"].to(self.device, non_blocking=True)])
-                peak_time = torch.cat([peak_time, extra["peak_time"].to(self.device, non_blocking=True)])
+                image, peak_time = append_rows(image, peak_time, extra)
         return image, peak_time
 
     def train_epoch(self, epoch):
